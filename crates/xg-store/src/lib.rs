@@ -1,0 +1,251 @@
+//! A Xenstore client.
+//!
+//! The [`Store`] trait is what the builder uses; the socket/xenbus client and the
+//! in-memory store both implement it. Its one required data operation, [`Store::submit`],
+//! sends a batch of requests and returns their replies in order, so a client can pipeline
+//! them in one round trip.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+/// A transaction id; [`TxId::NONE`] is outside any transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TxId(pub u32);
+
+impl TxId {
+    /// No transaction.
+    pub const NONE: TxId = TxId(0);
+}
+
+/// One access right in a node's permission list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `n`: none.
+    None,
+    /// `r`: read.
+    Read,
+    /// `w`: write.
+    Write,
+    /// `b`: both.
+    Both,
+}
+
+/// One permission entry, e.g. `r5` = domain 5 may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Perm {
+    /// Domain the entry is about (the first entry names the owner).
+    pub domid: u32,
+    /// Its access.
+    pub access: Access,
+}
+
+impl fmt::Display for Perm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = match self.access {
+            Access::None => 'n',
+            Access::Read => 'r',
+            Access::Write => 'w',
+            Access::Both => 'b',
+        };
+        write!(f, "{c}{}", self.domid)
+    }
+}
+
+/// A request that can be batched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `XS_READ`.
+    Read(String),
+    /// `XS_WRITE`.
+    Write(String, Vec<u8>),
+    /// `XS_MKDIR`.
+    Mkdir(String),
+    /// `XS_RM`.
+    Rm(String),
+    /// `XS_DIRECTORY`.
+    Directory(String),
+    /// `XS_GET_PERMS`.
+    GetPerms(String),
+    /// `XS_SET_PERMS`.
+    SetPerms(String, Vec<Perm>),
+}
+
+/// The reply to one [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Bytes of a read.
+    Data(Vec<u8>),
+    /// `OK` of a write, mkdir, rm or set_perms.
+    Ok,
+    /// Children of a directory.
+    List(Vec<String>),
+    /// A permission list.
+    Perms(Vec<Perm>),
+}
+
+/// Errors of the Xenstore client.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// I/O on the transport failed.
+    #[error("Xenstore I/O failed during {op}")]
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon answered with an error string such as `ENOENT`.
+    #[error("Xenstore {op} of {path} failed with {name}")]
+    Daemon {
+        /// The operation.
+        op: &'static str,
+        /// The path, or "" for path-less operations.
+        path: String,
+        /// The daemon's error name, e.g. `"ENOENT"`.
+        name: String,
+        /// The errno it maps to.
+        errno: i32,
+    },
+    /// The peer broke the protocol.
+    #[error("Xenstore protocol error: {detail}")]
+    Protocol {
+        /// What was wrong.
+        detail: String,
+    },
+    /// No reply within the timeout.
+    #[error("Xenstore {op} got no reply within {millis} ms")]
+    Timeout {
+        /// The operation.
+        op: &'static str,
+        /// The timeout.
+        millis: u64,
+    },
+    /// The caller passed something the protocol cannot carry.
+    #[error("Invalid Xenstore request: {detail}")]
+    Invalid {
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// The errno of a daemon error.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Daemon { errno, .. } => Some(*errno),
+            Error::Io { source, .. } => source.raw_os_error(),
+            Error::Timeout { .. } => Some(libc::ETIMEDOUT),
+            Error::Protocol { .. } => Some(libc::EPROTO),
+            Error::Invalid { .. } => Some(libc::EINVAL),
+        }
+    }
+
+    /// Whether the daemon said the node does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.errno() == Some(libc::ENOENT)
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The Xenstore operations a builder and a toolstack use.
+pub trait Store {
+    /// Sends `reqs` (all in transaction `tx`) and returns one result per request, in
+    /// order. A client may pipeline them; the outer error is a transport failure.
+    fn submit(&self, tx: TxId, reqs: &[Request]) -> Result<Vec<Result<Reply>>>;
+    /// `XS_TRANSACTION_START`.
+    fn transaction_start(&self) -> Result<TxId>;
+    /// `XS_TRANSACTION_END`; `commit = false` aborts. EAGAIN means: retry the transaction.
+    fn transaction_end(&self, tx: TxId, commit: bool) -> Result<()>;
+    /// `XS_GET_DOMAIN_PATH`.
+    fn get_domain_path(&self, domid: u32) -> Result<String>;
+
+    /// `XS_READ`.
+    fn read(&self, tx: TxId, path: &str) -> Result<Vec<u8>> {
+        match one(self.submit(tx, &[Request::Read(path.to_owned())])?)? {
+            Reply::Data(d) => Ok(d),
+            other => Err(unexpected("read", &other)),
+        }
+    }
+
+    /// `XS_READ`, with a missing node as `None`.
+    fn read_opt(&self, tx: TxId, path: &str) -> Result<Option<Vec<u8>>> {
+        match self.read(tx, path) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `XS_WRITE`.
+    fn write(&self, tx: TxId, path: &str, value: &[u8]) -> Result<()> {
+        expect_ok(
+            "write",
+            one(self.submit(tx, &[Request::Write(path.to_owned(), value.to_vec())])?)?,
+        )
+    }
+
+    /// `XS_MKDIR`.
+    fn mkdir(&self, tx: TxId, path: &str) -> Result<()> {
+        expect_ok(
+            "mkdir",
+            one(self.submit(tx, &[Request::Mkdir(path.to_owned())])?)?,
+        )
+    }
+
+    /// `XS_RM`.
+    fn rm(&self, tx: TxId, path: &str) -> Result<()> {
+        expect_ok(
+            "rm",
+            one(self.submit(tx, &[Request::Rm(path.to_owned())])?)?,
+        )
+    }
+
+    /// `XS_DIRECTORY`.
+    fn directory(&self, tx: TxId, path: &str) -> Result<Vec<String>> {
+        match one(self.submit(tx, &[Request::Directory(path.to_owned())])?)? {
+            Reply::List(l) => Ok(l),
+            other => Err(unexpected("directory", &other)),
+        }
+    }
+
+    /// `XS_GET_PERMS`.
+    fn get_perms(&self, tx: TxId, path: &str) -> Result<Vec<Perm>> {
+        match one(self.submit(tx, &[Request::GetPerms(path.to_owned())])?)? {
+            Reply::Perms(p) => Ok(p),
+            other => Err(unexpected("get_perms", &other)),
+        }
+    }
+
+    /// `XS_SET_PERMS`.
+    fn set_perms(&self, tx: TxId, path: &str, perms: &[Perm]) -> Result<()> {
+        expect_ok(
+            "set_perms",
+            one(self.submit(tx, &[Request::SetPerms(path.to_owned(), perms.to_vec())])?)?,
+        )
+    }
+}
+
+fn one(mut replies: Vec<Result<Reply>>) -> Result<Reply> {
+    match replies.pop() {
+        Some(r) if replies.is_empty() => r,
+        _ => Err(Error::Protocol {
+            detail: "expected exactly one reply".into(),
+        }),
+    }
+}
+
+fn expect_ok(op: &'static str, reply: Reply) -> Result<()> {
+    match reply {
+        Reply::Ok => Ok(()),
+        other => Err(unexpected(op, &other)),
+    }
+}
+
+fn unexpected(op: &str, reply: &Reply) -> Error {
+    Error::Protocol {
+        detail: format!("unexpected reply to {op}: {reply:?}"),
+    }
+}
