@@ -323,6 +323,10 @@ pub trait DomainOps {
     fn domain_cpu_policy(&self, domid: DomId) -> Result<CpuPolicy>;
     /// `XEN_DOMCTL_set_cpu_policy`.
     fn set_domain_cpu_policy(&self, domid: DomId, policy: &CpuPolicy) -> Result<()>;
+    /// `XEN_DOMCTL_gethvmcontext`: the whole HVM save blob (descriptors + records).
+    fn hvm_context(&self, domid: DomId) -> Result<Vec<u8>>;
+    /// `XEN_DOMCTL_sethvmcontext`.
+    fn set_hvm_context(&self, domid: DomId, blob: &[u8]) -> Result<()>;
 }
 
 /// Memory operations (`__HYPERVISOR_memory_op`).
@@ -365,6 +369,11 @@ pub trait GuestMemory {
     fn read_guest(&self, domid: DomId, paddr: u64, buf: &mut [u8]) -> Result<()>;
     /// Zeroes whole guest frames.
     fn clear_guest_pages(&self, domid: DomId, gfns: &[Gfn]) -> Result<()>;
+    /// Writes `data` at byte `offset` of the guest's first shared grant-table frame
+    /// (mapped with `XENMEM_acquire_resource`, as `xc_dom_gnttab_seed` does).
+    fn write_grant_table(&self, domid: DomId, offset: u64, data: &[u8]) -> Result<()>;
+    /// Reads bytes of the first shared grant-table frame.
+    fn read_grant_table(&self, domid: DomId, offset: u64, buf: &mut [u8]) -> Result<()>;
 }
 
 /// Everything a domain builder needs from a hypervisor.
