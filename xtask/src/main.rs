@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod ci;
+mod codegen;
 mod util;
 
 use anyhow::{bail, Result};
@@ -12,6 +13,7 @@ usage: cargo xtask <command>
 
 commands:
   ci             install missing system packages, then fmt, clippy, doc, test, bench --no-run
+  codegen [--check]  regenerate crates/xg-sys bindings (or fail if they are stale)
   demo           build a 4 GiB HVM guest on the simulator (the README's main job)
 ";
 
@@ -24,6 +26,7 @@ fn main() -> Result<()> {
     let rest = &args[1..];
     match cmd.as_str() {
         "ci" => ci::run_cmd(rest),
+        "codegen" => codegen::run_cmd(rest),
         "demo" => ci::demo(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
