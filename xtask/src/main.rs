@@ -12,9 +12,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci             install missing system packages, then fmt, clippy, doc, test, bench --no-run
-  codegen [--check]  regenerate crates/xg-sys bindings (or fail if they are stale)
-  demo           build a 4 GiB HVM guest on the simulator (the README's main job)
+  ci                 install missing system packages, then fmt, clippy, doc, test, bench --no-run
+  codegen [--check]  regenerate crates/xg-sys/src/x86_64/bindings.rs (--check: fail if stale)
+  demo               build a 4 GiB HVM guest on the simulator (the README's main job)
 ";
 
 fn main() -> Result<()> {

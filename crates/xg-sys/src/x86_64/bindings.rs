@@ -7624,3 +7624,9 @@ impl Default for xenstore_domain_interface {
         }
     }
 }
+pub const XG_HVM_SAVE_CODE_END: u16 = 0;
+pub const XG_HVM_SAVE_CODE_HEADER: u16 = 1;
+pub const XG_HVM_SAVE_CODE_CPU: u16 = 2;
+pub const XG_HVM_SAVE_CODE_LAPIC: u16 = 5;
+pub const XG_HVM_SAVE_CODE_LAPIC_REGS: u16 = 6;
+pub const XG_HVM_SAVE_CODE_MTRR: u16 = 14;
