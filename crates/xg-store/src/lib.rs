@@ -1,12 +1,48 @@
 //! A Xenstore client.
 //!
-//! The [`Store`] trait is what the builder uses; the socket/xenbus client and the
-//! in-memory store both implement it. Its one required data operation, [`Store::submit`],
-//! sends a batch of requests and returns their replies in order, so a client can pipeline
-//! them in one round trip.
+//! The [`Store`] trait is what the builder uses; the socket/xenbus [`Client`] and the
+//! in-memory [`MemStore`] both implement it. Its one required data operation,
+//! [`Store::submit`], sends a batch of requests and returns their replies in order, so a
+//! client can pipeline them in one round trip.
+//!
+//! ```no_run
+//! use xg_store::{Client, Request, Store, TxId};
+//! # fn main() -> xg_store::Result<()> {
+//! // 1. Connect ($XENSTORED_PATH, $XENSTORED_RUNDIR/socket, /run/xenstored/socket).
+//! let xs = Client::open()?;
+//! // 2. Single operations.
+//! xs.write(TxId::NONE, "/local/domain/5/name", b"guest")?;
+//! // 3. A pipelined batch: all requests go out before the first reply is read.
+//! let replies = xs.submit(TxId::NONE, &[
+//!     Request::Read("/local/domain/5/name".into()),
+//!     Request::Directory("/local/domain/5".into()),
+//! ])?;
+//! // 4. A transaction, retried as a whole on EAGAIN.
+//! xg_store::transaction(&xs, |tx| xs.write(tx, "/local/domain/5/x", b"1"))?;
+//! # let _ = replies; Ok(()) }
+//! ```
+//!
+//! Modules: [`wire`] (sans-IO codec), [`path`] (path rules), [`client`] (transports and
+//! pipelining), [`mem`] (in-memory store), [`fixture`] (real daemons for tests and
+//! benches), [`bench_support`] (the pipelining measurement).
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::fmt;
+
+pub mod bench_support;
+pub mod client;
+mod error;
+pub mod fixture;
+pub mod mem;
+pub mod path;
+mod txn;
+pub mod wire;
+
+pub use client::{Client, WatchEvent, DEFAULT_TIMEOUT};
+pub use error::{Error, Result};
+pub use mem::MemStore;
+pub use txn::{transaction, transaction_with_attempts, TRANSACTION_ATTEMPTS};
 
 /// A transaction id; [`TxId::NONE`] is outside any transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -37,6 +73,40 @@ pub struct Perm {
     pub domid: u32,
     /// Its access.
     pub access: Access,
+}
+
+impl Perm {
+    /// Parses one entry such as `r5` or `b0`.
+    pub fn parse(s: &str) -> Option<Perm> {
+        let mut chars = s.chars();
+        let access = match chars.next()? {
+            'n' => Access::None,
+            'r' => Access::Read,
+            'w' => Access::Write,
+            'b' => Access::Both,
+            _ => return None,
+        };
+        let digits = chars.as_str();
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Perm {
+            domid: digits.parse().ok()?,
+            access,
+        })
+    }
+}
+
+impl Access {
+    /// Whether this right includes reading.
+    pub fn can_read(self) -> bool {
+        matches!(self, Access::Read | Access::Both)
+    }
+
+    /// Whether this right includes writing.
+    pub fn can_write(self) -> bool {
+        matches!(self, Access::Write | Access::Both)
+    }
 }
 
 impl fmt::Display for Perm {
@@ -82,73 +152,6 @@ pub enum Reply {
     /// A permission list.
     Perms(Vec<Perm>),
 }
-
-/// Errors of the Xenstore client.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// I/O on the transport failed.
-    #[error("Xenstore I/O failed during {op}")]
-    Io {
-        /// The operation.
-        op: &'static str,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The daemon answered with an error string such as `ENOENT`.
-    #[error("Xenstore {op} of {path} failed with {name}")]
-    Daemon {
-        /// The operation.
-        op: &'static str,
-        /// The path, or "" for path-less operations.
-        path: String,
-        /// The daemon's error name, e.g. `"ENOENT"`.
-        name: String,
-        /// The errno it maps to.
-        errno: i32,
-    },
-    /// The peer broke the protocol.
-    #[error("Xenstore protocol error: {detail}")]
-    Protocol {
-        /// What was wrong.
-        detail: String,
-    },
-    /// No reply within the timeout.
-    #[error("Xenstore {op} got no reply within {millis} ms")]
-    Timeout {
-        /// The operation.
-        op: &'static str,
-        /// The timeout.
-        millis: u64,
-    },
-    /// The caller passed something the protocol cannot carry.
-    #[error("Invalid Xenstore request: {detail}")]
-    Invalid {
-        /// What was wrong.
-        detail: String,
-    },
-}
-
-impl Error {
-    /// The errno of a daemon error.
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            Error::Daemon { errno, .. } => Some(*errno),
-            Error::Io { source, .. } => source.raw_os_error(),
-            Error::Timeout { .. } => Some(libc::ETIMEDOUT),
-            Error::Protocol { .. } => Some(libc::EPROTO),
-            Error::Invalid { .. } => Some(libc::EINVAL),
-        }
-    }
-
-    /// Whether the daemon said the node does not exist.
-    pub fn is_not_found(&self) -> bool {
-        self.errno() == Some(libc::ENOENT)
-    }
-}
-
-/// Result alias of this crate.
-pub type Result<T> = std::result::Result<T, Error>;
 
 /// The Xenstore operations a builder and a toolstack use.
 pub trait Store {
