@@ -10,6 +10,8 @@
 //! `tests/golden.rs` compares sizes and offsets with what the C compiler computes
 //! from the same headers.
 
+#![deny(missing_docs)]
+
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!("xg-sys supports x86_64 only");
 
