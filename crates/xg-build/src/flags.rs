@@ -478,3 +478,140 @@ impl Flags {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::MapStore;
+    use xg_ctrl::{dominf, DomId};
+
+    fn dominfo(flags: u32) -> DomainInfo {
+        DomainInfo {
+            domid: DomId(5),
+            flags,
+            tot_pages: 0,
+            max_pages: 0,
+            outstanding_pages: 0,
+            shared_info_frame: 0,
+            nr_online_vcpus: 0,
+            max_vcpu_id: 0,
+            cpupool: 0,
+        }
+    }
+
+    const HVM: u32 = dominf::HVM_GUEST | dominf::HAP;
+    const P: &str = "/local/domain/5";
+
+    fn flags_of(keys: &[(&str, &str)], vgpu: bool) -> Result<(Flags, Vec<usize>), BuildError> {
+        let keys: Vec<(String, &str)> = keys.iter().map(|(k, v)| (format!("{P}/{k}"), *v)).collect();
+        let refs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let s = MapStore::with(&refs);
+        let f = get_flags(&s, P, &dominfo(HVM), vgpu)?;
+        let b = s.batches.lock().unwrap().clone();
+        Ok((f, b))
+    }
+
+    #[test]
+    fn defaults() {
+        let (f, batches) = flags_of(&[], false).unwrap();
+        assert_eq!(batches, vec![BATCH.len()], "one batch, no affinity batch");
+        assert_eq!((f.vcpus, f.hpet, f.acpi, f.timeoffset), (0, 1, -1, 0));
+        assert_eq!(
+            f.fixups,
+            vec![
+                ("platform/acpi".to_owned(), "0".to_owned()),
+                ("platform/acpi_s4".to_owned(), "0".to_owned()),
+                ("platform/acpi_s3".to_owned(), "0".to_owned()),
+            ]
+        );
+        assert_eq!(f.viridian_mask(), None);
+        assert!(f.warnings.is_empty());
+    }
+
+    #[test]
+    fn values_and_quirks() {
+        let (f, batches) = flags_of(
+            &[
+                ("platform/vcpu/number", "4"),
+                ("platform/vcpu/current", "2"),
+                ("platform/vcpu/1/affinity", "0110"),
+                ("platform/vcpu/weight", "70000"),
+                ("platform/vcpu/cap", "0x32"),
+                ("platform/viridian", "true"),
+                ("platform/viridian_time_ref_count", "1"),
+                ("platform/acpi", "true"),
+                ("platform/acpi_s3", "1"),
+                ("platform/acpi_s4", "yes"),
+                ("platform/hpet", ""),
+                ("platform/timeoffset", "-3600"),
+                ("platform/tsc_mode", "2x"),
+                ("platform/exp-nested-hvm", "1"),
+                ("platform/cores-per-socket", "2"),
+            ],
+            true,
+        )
+        .unwrap();
+        assert_eq!(batches, vec![BATCH.len(), 4]);
+        assert_eq!(f.vcpu_affinity[1].as_deref(), Some("0110"));
+        assert_eq!(f.vcpu_affinity[0], None);
+        assert_eq!((f.vcpu_weight, f.vcpu_cap), (4464, 0x32));
+        assert_eq!((f.acpi, f.acpi_s3, f.acpi_s4), (1, 1, 0));
+        assert_eq!(
+            f.fixups,
+            vec![
+                ("platform/acpi".to_owned(), "1".to_owned()),
+                ("platform/acpi_s4".to_owned(), "0".to_owned()),
+            ]
+        );
+        assert_eq!((f.hpet, f.timeoffset, f.tsc_mode), (1, -3600, 2));
+        assert_eq!((f.nested_virt, f.nomigrate), (1, 1));
+        // vGPU + time_ref_count and no stimer key: stimer defaults on.
+        assert_eq!(f.viridian_stimer, 1);
+        assert_eq!(f.viridian_mask(), Some(0x1001 | 0x4 | 0x180));
+        let w = f.warnings.join("\n");
+        assert!(w.contains("platform/vcpu/weight=\"70000\""), "{w}");
+        assert!(w.contains("platform/tsc_mode=\"2x\""), "{w}");
+        assert!(w.contains("platform/acpi_s4=\"yes\""), "{w}");
+    }
+
+    #[test]
+    fn nested_virt_wins_over_exp_key() {
+        let (f, _) = flags_of(
+            &[("platform/nested-virt", "0"), ("platform/exp-nested-hvm", "1")],
+            false,
+        )
+        .unwrap();
+        assert_eq!(f.nested_virt, 0);
+    }
+
+    #[test]
+    fn cores_per_socket_must_divide() {
+        let e = flags_of(
+            &[("platform/vcpu/number", "3"), ("platform/cores-per-socket", "2")],
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.wire_lines(),
+            vec!["Bad cores/socket setting: 2 (nr vcpus 3)\n".to_owned()]
+        );
+    }
+
+    #[test]
+    fn viridian_full_mask() {
+        let (f, _) = flags_of(
+            &[
+                ("platform/viridian", "1"),
+                ("platform/viridian_time_ref_count", "1"),
+                ("platform/viridian_reference_tsc", "1"),
+                ("platform/viridian_apic_assist", "1"),
+                ("platform/viridian_crash_ctl", "1"),
+                ("platform/viridian_hcall_remote_tlb_flush", "1"),
+                ("platform/viridian_stimer", "1"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(f.viridian_mask(), Some(0x11FD));
+    }
+}

@@ -8,6 +8,8 @@ pub mod error;
 pub mod flags;
 pub mod pci;
 pub mod safety;
+#[cfg(test)]
+mod testing;
 pub mod vcpus;
 
 pub use error::{BuildError, ErrorKind, Step};
