@@ -101,6 +101,12 @@ const TYPES: &[&str] = &[
     "xen_ulong_t",
 ];
 
+/// bindgen's generated Debug impls (for structs holding a union) skip every field whose
+/// type does not resolve to an allowlisted item, and bindgen never traverses the
+/// <stdint.h> typedefs on its own. Allowlisting them and glibc's underlying `__uintN_t`
+/// keeps fields like `xen_domctl::cmd` in the output, at the price of eight aliases.
+const DEBUG_TYPE_HELPERS: &[&str] = &["u?int(8|16|32|64)_t", "__u?int(8|16|32|64)_t"];
+
 /// Macro constants (bindgen regexes, anchored) the builder needs.
 const VARS: &[&str] = &[
     "__HYPERVISOR_.*",
@@ -236,8 +242,8 @@ fn run_bindgen(root: &Path, scratch: &Path) -> Result<String> {
         .layout_tests(true)
         .derive_copy(true)
         .derive_debug(true)
-        // Unions cannot derive Debug; bindgen writes an impl for them and for the
-        // structs containing them (see docs/design-xg-sys.md for its limits).
+        // Unions cannot derive Debug; bindgen writes an impl for them (printing
+        // `{ union }`) and for the structs containing them (see DEBUG_TYPE_HELPERS).
         .impl_debug(true)
         .derive_default(true)
         .derive_partialeq(true)
@@ -249,7 +255,7 @@ fn run_bindgen(root: &Path, scratch: &Path) -> Result<String> {
         .clang_macro_fallback()
         .clang_macro_fallback_build_dir(scratch)
         .parse_callbacks(Box::new(MacroTypes));
-    for ty in TYPES {
+    for ty in TYPES.iter().chain(DEBUG_TYPE_HELPERS) {
         builder = builder.allowlist_type(*ty);
     }
     for var in VARS {
@@ -379,6 +385,23 @@ mod tests {
         }
     }
 
+    /// Debug impls written by bindgen print every field (see DEBUG_TYPE_HELPERS).
+    #[test]
+    fn generated_debug_impls_keep_integer_fields() {
+        let text = std::fs::read_to_string(workspace_root().join(OUTPUT)).unwrap();
+        let start = text
+            .find("impl ::std::fmt::Debug for xen_domctl {")
+            .expect("xen_domctl has a Debug impl");
+        let end = start + text[start..].find("\n}\n").expect("end of the impl");
+        let body = &text[start..end];
+        for field in ["cmd", "interface_version", "domain", "u"] {
+            assert!(
+                body.contains(&format!("{field}: {{:?}}")),
+                "{field} missing in {body}"
+            );
+        }
+    }
+
     /// bindgen silently ignores an allowlist entry that matches nothing (a typo, or a
     /// name that moved in a new header version); every entry must produce an item.
     #[test]
@@ -397,6 +420,7 @@ mod tests {
             missing_types.is_empty(),
             "types not generated: {missing_types:?}"
         );
+        assert!(text.contains("pub type __uint32_t = "));
         let missing_vars: Vec<&str> = VARS
             .iter()
             .copied()

@@ -807,6 +807,14 @@ pub const XENSTORE_ERROR_NONE: u32 = 0;
 pub const XENSTORE_ERROR_COMM: u32 = 1;
 pub const XENSTORE_ERROR_RINGIDX: u32 = 2;
 pub const XENSTORE_ERROR_PROTO: u32 = 3;
+pub type __int8_t = ::std::os::raw::c_schar;
+pub type __uint8_t = ::std::os::raw::c_uchar;
+pub type __int16_t = ::std::os::raw::c_short;
+pub type __uint16_t = ::std::os::raw::c_ushort;
+pub type __int32_t = ::std::os::raw::c_int;
+pub type __uint32_t = ::std::os::raw::c_uint;
+pub type __int64_t = ::std::os::raw::c_long;
+pub type __uint64_t = ::std::os::raw::c_ulong;
 #[repr(C)]
 #[derive(Copy, Clone)]
 pub struct cpu_user_regs {
@@ -1607,7 +1615,7 @@ impl Default for cpu_user_regs {
 }
 impl ::std::fmt::Debug for cpu_user_regs {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write ! (f , "cpu_user_regs {{ __bindgen_anon_1: {:?}, __bindgen_anon_2: {:?}, __bindgen_anon_3: {:?}, __bindgen_anon_4: {:?}, __bindgen_anon_5: {:?}, __bindgen_anon_6: {:?}, __bindgen_anon_7: {:?}, __bindgen_anon_8: {:?}, __bindgen_anon_9: {:?}, __bindgen_anon_10: {:?}, __bindgen_anon_11: {:?}, __bindgen_anon_12: {:?}, __bindgen_anon_13: {:?}, __bindgen_anon_14: {:?}, __bindgen_anon_15: {:?}, __bindgen_anon_16: {:?}, _pad0: {:?}, _pad1: {:?}, __bindgen_anon_17: {:?}, __bindgen_anon_18: {:?}, _pad2: {:?}, _pad3: {:?}, _pad4: {:?}, _pad5: {:?}, _pad6: {:?} }}" , self . __bindgen_anon_1 , self . __bindgen_anon_2 , self . __bindgen_anon_3 , self . __bindgen_anon_4 , self . __bindgen_anon_5 , self . __bindgen_anon_6 , self . __bindgen_anon_7 , self . __bindgen_anon_8 , self . __bindgen_anon_9 , self . __bindgen_anon_10 , self . __bindgen_anon_11 , self . __bindgen_anon_12 , self . __bindgen_anon_13 , self . __bindgen_anon_14 , self . __bindgen_anon_15 , self . __bindgen_anon_16 , self . _pad0 , self . _pad1 , self . __bindgen_anon_17 , self . __bindgen_anon_18 , self . _pad2 , self . _pad3 , self . _pad4 , self . _pad5 , self . _pad6)
+        write ! (f , "cpu_user_regs {{ __bindgen_anon_1: {:?}, __bindgen_anon_2: {:?}, __bindgen_anon_3: {:?}, __bindgen_anon_4: {:?}, __bindgen_anon_5: {:?}, __bindgen_anon_6: {:?}, __bindgen_anon_7: {:?}, __bindgen_anon_8: {:?}, __bindgen_anon_9: {:?}, __bindgen_anon_10: {:?}, __bindgen_anon_11: {:?}, __bindgen_anon_12: {:?}, __bindgen_anon_13: {:?}, __bindgen_anon_14: {:?}, __bindgen_anon_15: {:?}, error_code: {:?}, entry_vector: {:?}, __bindgen_anon_16: {:?}, cs: {:?}, _pad0: {:?}, saved_upcall_mask: {:?}, _pad1: {:?}, __bindgen_anon_17: {:?}, __bindgen_anon_18: {:?}, ss: {:?}, _pad2: {:?}, es: {:?}, _pad3: {:?}, ds: {:?}, _pad4: {:?}, fs: {:?}, _pad5: {:?}, gs: {:?}, _pad6: {:?} }}" , self . __bindgen_anon_1 , self . __bindgen_anon_2 , self . __bindgen_anon_3 , self . __bindgen_anon_4 , self . __bindgen_anon_5 , self . __bindgen_anon_6 , self . __bindgen_anon_7 , self . __bindgen_anon_8 , self . __bindgen_anon_9 , self . __bindgen_anon_10 , self . __bindgen_anon_11 , self . __bindgen_anon_12 , self . __bindgen_anon_13 , self . __bindgen_anon_14 , self . __bindgen_anon_15 , self . error_code , self . entry_vector , self . __bindgen_anon_16 , self . cs , self . _pad0 , self . saved_upcall_mask , self . _pad1 , self . __bindgen_anon_17 , self . __bindgen_anon_18 , self . ss , self . _pad2 , self . es , self . _pad3 , self . ds , self . _pad4 , self . fs , self . _pad5 , self . gs , self . _pad6)
     }
 }
 pub type xen_pfn_t = ::std::os::raw::c_ulong;
@@ -1729,7 +1737,7 @@ impl Default for vcpu_guest_context {
 }
 impl ::std::fmt::Debug for vcpu_guest_context {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write ! (f , "vcpu_guest_context {{ fpu_ctxt: {:?}, flags: {:?}, user_regs: {:?}, trap_ctxt: {:?}, ldt_base: {:?}, ldt_ents: {:?}, gdt_frames: {:?}, gdt_ents: {:?}, kernel_ss: {:?}, kernel_sp: {:?}, ctrlreg: {:?}, debugreg: {:?}, event_callback_eip: {:?}, failsafe_callback_eip: {:?}, syscall_callback_eip: {:?}, vm_assist: {:?} }}" , self . fpu_ctxt , self . flags , self . user_regs , self . trap_ctxt , self . ldt_base , self . ldt_ents , self . gdt_frames , self . gdt_ents , self . kernel_ss , self . kernel_sp , self . ctrlreg , self . debugreg , self . event_callback_eip , self . failsafe_callback_eip , self . syscall_callback_eip , self . vm_assist)
+        write ! (f , "vcpu_guest_context {{ fpu_ctxt: {:?}, flags: {:?}, user_regs: {:?}, trap_ctxt: {:?}, ldt_base: {:?}, ldt_ents: {:?}, gdt_frames: {:?}, gdt_ents: {:?}, kernel_ss: {:?}, kernel_sp: {:?}, ctrlreg: {:?}, debugreg: {:?}, event_callback_eip: {:?}, failsafe_callback_eip: {:?}, syscall_callback_eip: {:?}, vm_assist: {:?}, fs_base: {:?}, gs_base_kernel: {:?}, gs_base_user: {:?} }}" , self . fpu_ctxt , self . flags , self . user_regs , self . trap_ctxt , self . ldt_base , self . ldt_ents , self . gdt_frames , self . gdt_ents , self . kernel_ss , self . kernel_sp , self . ctrlreg , self . debugreg , self . event_callback_eip , self . failsafe_callback_eip , self . syscall_callback_eip , self . vm_assist , self . fs_base , self . gs_base_kernel , self . gs_base_user)
     }
 }
 pub type vcpu_guest_context_t = vcpu_guest_context;
@@ -2112,7 +2120,7 @@ impl Default for start_info {
 }
 impl ::std::fmt::Debug for start_info {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write ! (f , "start_info {{ magic: {:?}, nr_pages: {:?}, shared_info: {:?}, store_mfn: {:?}, console: {:?}, pt_base: {:?}, nr_pt_frames: {:?}, mfn_list: {:?}, mod_start: {:?}, mod_len: {:?}, cmd_line: {:?}, first_p2m_pfn: {:?}, nr_p2m_frames: {:?} }}" , self . magic , self . nr_pages , self . shared_info , self . store_mfn , self . console , self . pt_base , self . nr_pt_frames , self . mfn_list , self . mod_start , self . mod_len , self . cmd_line , self . first_p2m_pfn , self . nr_p2m_frames)
+        write ! (f , "start_info {{ magic: {:?}, nr_pages: {:?}, shared_info: {:?}, flags: {:?}, store_mfn: {:?}, store_evtchn: {:?}, console: {:?}, pt_base: {:?}, nr_pt_frames: {:?}, mfn_list: {:?}, mod_start: {:?}, mod_len: {:?}, cmd_line: {:?}, first_p2m_pfn: {:?}, nr_p2m_frames: {:?} }}" , self . magic , self . nr_pages , self . shared_info , self . flags , self . store_mfn , self . store_evtchn , self . console , self . pt_base , self . nr_pt_frames , self . mfn_list , self . mod_start , self . mod_len , self . cmd_line , self . first_p2m_pfn , self . nr_p2m_frames)
     }
 }
 pub type xen_domain_handle_t = [u8; 16usize];
@@ -3029,11 +3037,7 @@ impl Default for hvm_hw_cpu {
 }
 impl ::std::fmt::Debug for hvm_hw_cpu {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(
-            f,
-            "hvm_hw_cpu {{ fpu_regs: {:?}, __bindgen_anon_1: {:?} }}",
-            self.fpu_regs, self.__bindgen_anon_1
-        )
+        write ! (f , "hvm_hw_cpu {{ fpu_regs: {:?}, rax: {:?}, rbx: {:?}, rcx: {:?}, rdx: {:?}, rbp: {:?}, rsi: {:?}, rdi: {:?}, rsp: {:?}, r8: {:?}, r9: {:?}, r10: {:?}, r11: {:?}, r12: {:?}, r13: {:?}, r14: {:?}, r15: {:?}, rip: {:?}, rflags: {:?}, cr0: {:?}, cr2: {:?}, cr3: {:?}, cr4: {:?}, dr0: {:?}, dr1: {:?}, dr2: {:?}, dr3: {:?}, dr6: {:?}, dr7: {:?}, cs_sel: {:?}, ds_sel: {:?}, es_sel: {:?}, fs_sel: {:?}, gs_sel: {:?}, ss_sel: {:?}, tr_sel: {:?}, ldtr_sel: {:?}, cs_limit: {:?}, ds_limit: {:?}, es_limit: {:?}, fs_limit: {:?}, gs_limit: {:?}, ss_limit: {:?}, tr_limit: {:?}, ldtr_limit: {:?}, idtr_limit: {:?}, gdtr_limit: {:?}, cs_base: {:?}, ds_base: {:?}, es_base: {:?}, fs_base: {:?}, gs_base: {:?}, ss_base: {:?}, tr_base: {:?}, ldtr_base: {:?}, idtr_base: {:?}, gdtr_base: {:?}, cs_arbytes: {:?}, ds_arbytes: {:?}, es_arbytes: {:?}, fs_arbytes: {:?}, gs_arbytes: {:?}, ss_arbytes: {:?}, tr_arbytes: {:?}, ldtr_arbytes: {:?}, sysenter_cs: {:?}, sysenter_esp: {:?}, sysenter_eip: {:?}, shadow_gs: {:?}, msr_flags: {:?}, msr_lstar: {:?}, msr_star: {:?}, msr_cstar: {:?}, msr_syscall_mask: {:?}, msr_efer: {:?}, msr_tsc_aux: {:?}, tsc: {:?}, __bindgen_anon_1: {:?}, error_code: {:?}, flags: {:?}, pad0: {:?} }}" , self . fpu_regs , self . rax , self . rbx , self . rcx , self . rdx , self . rbp , self . rsi , self . rdi , self . rsp , self . r8 , self . r9 , self . r10 , self . r11 , self . r12 , self . r13 , self . r14 , self . r15 , self . rip , self . rflags , self . cr0 , self . cr2 , self . cr3 , self . cr4 , self . dr0 , self . dr1 , self . dr2 , self . dr3 , self . dr6 , self . dr7 , self . cs_sel , self . ds_sel , self . es_sel , self . fs_sel , self . gs_sel , self . ss_sel , self . tr_sel , self . ldtr_sel , self . cs_limit , self . ds_limit , self . es_limit , self . fs_limit , self . gs_limit , self . ss_limit , self . tr_limit , self . ldtr_limit , self . idtr_limit , self . gdtr_limit , self . cs_base , self . ds_base , self . es_base , self . fs_base , self . gs_base , self . ss_base , self . tr_base , self . ldtr_base , self . idtr_base , self . gdtr_base , self . cs_arbytes , self . ds_arbytes , self . es_arbytes , self . fs_arbytes , self . gs_arbytes , self . ss_arbytes , self . tr_arbytes , self . ldtr_arbytes , self . sysenter_cs , self . sysenter_esp , self . sysenter_eip , self . shadow_gs , self . msr_flags , self . msr_lstar , self . msr_star , self . msr_cstar , self . msr_syscall_mask , self . msr_efer , self . msr_tsc_aux , self . tsc , self . __bindgen_anon_1 , self . error_code , self . flags , self . pad0)
     }
 }
 #[repr(C)]
@@ -3538,7 +3542,11 @@ impl Default for xen_domctl_schedparam_vcpu {
 }
 impl ::std::fmt::Debug for xen_domctl_schedparam_vcpu {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_domctl_schedparam_vcpu {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_domctl_schedparam_vcpu {{ u: {:?}, vcpuid: {:?} }}",
+            self.u, self.vcpuid
+        )
     }
 }
 pub type xen_domctl_schedparam_vcpu_t = xen_domctl_schedparam_vcpu;
@@ -3667,7 +3675,11 @@ impl Default for xen_domctl_scheduler_op {
 }
 impl ::std::fmt::Debug for xen_domctl_scheduler_op {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_domctl_scheduler_op {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_domctl_scheduler_op {{ sched_id: {:?}, cmd: {:?}, u: {:?} }}",
+            self.sched_id, self.cmd, self.u
+        )
     }
 }
 #[repr(C)]
@@ -3948,7 +3960,11 @@ impl Default for xen_domctl_assign_device {
 }
 impl ::std::fmt::Debug for xen_domctl_assign_device {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_domctl_assign_device {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_domctl_assign_device {{ dev: {:?}, flags: {:?}, u: {:?} }}",
+            self.dev, self.flags, self.u
+        )
     }
 }
 #[repr(C)]
@@ -4126,7 +4142,11 @@ impl Default for xen_domctl_bind_pt_irq {
 }
 impl ::std::fmt::Debug for xen_domctl_bind_pt_irq {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_domctl_bind_pt_irq {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_domctl_bind_pt_irq {{ machine_irq: {:?}, irq_type: {:?}, u: {:?} }}",
+            self.machine_irq, self.irq_type, self.u
+        )
     }
 }
 #[repr(C)]
@@ -4256,11 +4276,7 @@ impl Default for xen_domctl_ext_vcpucontext {
 }
 impl ::std::fmt::Debug for xen_domctl_ext_vcpucontext {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(
-            f,
-            "xen_domctl_ext_vcpucontext {{ __bindgen_anon_1: {:?} }}",
-            self.__bindgen_anon_1
-        )
+        write ! (f , "xen_domctl_ext_vcpucontext {{ vcpu: {:?}, size: {:?}, syscall32_callback_eip: {:?}, sysenter_callback_eip: {:?}, syscall32_callback_cs: {:?}, sysenter_callback_cs: {:?}, syscall32_disables_events: {:?}, sysenter_disables_events: {:?}, __bindgen_anon_1: {:?} }}" , self . vcpu , self . size , self . syscall32_callback_eip , self . sysenter_callback_eip , self . syscall32_callback_cs , self . sysenter_callback_cs , self . syscall32_disables_events , self . sysenter_disables_events , self . __bindgen_anon_1)
     }
 }
 #[repr(C)]
@@ -4536,7 +4552,11 @@ impl Default for xen_domctl_vm_event_op {
 }
 impl ::std::fmt::Debug for xen_domctl_vm_event_op {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_domctl_vm_event_op {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_domctl_vm_event_op {{ op: {:?}, mode: {:?}, u: {:?} }}",
+            self.op, self.mode, self.u
+        )
     }
 }
 #[repr(C)]
@@ -4595,7 +4615,11 @@ impl Default for xen_domctl_mem_sharing_op {
 }
 impl ::std::fmt::Debug for xen_domctl_mem_sharing_op {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_domctl_mem_sharing_op {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_domctl_mem_sharing_op {{ op: {:?}, u: {:?} }}",
+            self.op, self.u
+        )
     }
 }
 #[repr(C)]
@@ -5018,7 +5042,11 @@ impl Default for xen_domctl_monitor_op {
 }
 impl ::std::fmt::Debug for xen_domctl_monitor_op {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_domctl_monitor_op {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_domctl_monitor_op {{ op: {:?}, event: {:?}, u: {:?} }}",
+            self.op, self.event, self.u
+        )
     }
 }
 #[repr(C)]
@@ -5303,7 +5331,7 @@ impl Default for xen_domctl {
 }
 impl ::std::fmt::Debug for xen_domctl {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_domctl {{ _pad: {:?}, u: {:?} }}", self._pad, self.u)
+        write ! (f , "xen_domctl {{ cmd: {:?}, interface_version: {:?}, domain: {:?}, _pad: {:?}, u: {:?} }}" , self . cmd , self . interface_version , self . domain , self . _pad , self . u)
     }
 }
 #[repr(C)]
@@ -5867,7 +5895,11 @@ impl Default for xen_sysctl_get_pmstat {
 }
 impl ::std::fmt::Debug for xen_sysctl_get_pmstat {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_sysctl_get_pmstat {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_sysctl_get_pmstat {{ type: {:?}, cpuid: {:?}, u: {:?} }}",
+            self.type_, self.cpuid, self.u
+        )
     }
 }
 #[repr(C)]
@@ -6018,7 +6050,7 @@ impl Default for xen_get_cpufreq_para {
 }
 impl ::std::fmt::Debug for xen_get_cpufreq_para {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write ! (f , "xen_get_cpufreq_para {{ affected_cpus: {:?}, scaling_available_frequencies: {:?}, scaling_available_governors: {:?}, scaling_driver: {:?}, scaling_governor: {:?}, u: {:?} }}" , self . affected_cpus , self . scaling_available_frequencies , self . scaling_available_governors , self . scaling_driver , self . scaling_governor , self . u)
+        write ! (f , "xen_get_cpufreq_para {{ cpu_num: {:?}, freq_num: {:?}, gov_num: {:?}, affected_cpus: {:?}, scaling_available_frequencies: {:?}, scaling_available_governors: {:?}, scaling_driver: {:?}, cpuinfo_cur_freq: {:?}, cpuinfo_max_freq: {:?}, cpuinfo_min_freq: {:?}, scaling_cur_freq: {:?}, scaling_governor: {:?}, scaling_max_freq: {:?}, scaling_min_freq: {:?}, u: {:?}, turbo_enabled: {:?} }}" , self . cpu_num , self . freq_num , self . gov_num , self . affected_cpus , self . scaling_available_frequencies , self . scaling_available_governors , self . scaling_driver , self . cpuinfo_cur_freq , self . cpuinfo_max_freq , self . cpuinfo_min_freq , self . scaling_cur_freq , self . scaling_governor , self . scaling_max_freq , self . scaling_min_freq , self . u , self . turbo_enabled)
     }
 }
 #[repr(C)]
@@ -6122,7 +6154,11 @@ impl Default for xen_sysctl_pm_op {
 }
 impl ::std::fmt::Debug for xen_sysctl_pm_op {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_sysctl_pm_op {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_sysctl_pm_op {{ cmd: {:?}, cpuid: {:?}, u: {:?} }}",
+            self.cmd, self.cpuid, self.u
+        )
     }
 }
 #[repr(C)]
@@ -6627,7 +6663,11 @@ impl Default for xen_sysctl_scheduler_op {
 }
 impl ::std::fmt::Debug for xen_sysctl_scheduler_op {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_sysctl_scheduler_op {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_sysctl_scheduler_op {{ cpupool_id: {:?}, sched_id: {:?}, cmd: {:?}, u: {:?} }}",
+            self.cpupool_id, self.sched_id, self.cmd, self.u
+        )
     }
 }
 #[repr(C)]
@@ -6736,7 +6776,11 @@ impl Default for xen_sysctl_psr_cmt_op {
 }
 impl ::std::fmt::Debug for xen_sysctl_psr_cmt_op {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_sysctl_psr_cmt_op {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_sysctl_psr_cmt_op {{ cmd: {:?}, flags: {:?}, u: {:?} }}",
+            self.cmd, self.flags, self.u
+        )
     }
 }
 #[repr(C)]
@@ -6875,7 +6919,11 @@ impl Default for xen_sysctl_psr_alloc {
 }
 impl ::std::fmt::Debug for xen_sysctl_psr_alloc {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_sysctl_psr_alloc {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_sysctl_psr_alloc {{ cmd: {:?}, target: {:?}, u: {:?} }}",
+            self.cmd, self.target, self.u
+        )
     }
 }
 #[repr(C)]
@@ -7197,7 +7245,11 @@ impl Default for xen_sysctl_livepatch_op {
 }
 impl ::std::fmt::Debug for xen_sysctl_livepatch_op {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_sysctl_livepatch_op {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_sysctl_livepatch_op {{ cmd: {:?}, pad: {:?}, u: {:?} }}",
+            self.cmd, self.pad, self.u
+        )
     }
 }
 #[repr(C)]
@@ -7370,7 +7422,11 @@ impl Default for xen_sysctl {
 }
 impl ::std::fmt::Debug for xen_sysctl {
     fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-        write!(f, "xen_sysctl {{ u: {:?} }}", self.u)
+        write!(
+            f,
+            "xen_sysctl {{ cmd: {:?}, interface_version: {:?}, u: {:?} }}",
+            self.cmd, self.interface_version, self.u
+        )
     }
 }
 #[repr(C)]
