@@ -103,7 +103,7 @@ const TYPES: &[&str] = &[
 
 /// bindgen's generated Debug impls (for structs holding a union) skip every field whose
 /// type does not resolve to an allowlisted item, and bindgen never traverses the
-/// <stdint.h> typedefs on its own. Allowlisting them and glibc's underlying `__uintN_t`
+/// `<stdint.h>` typedefs on its own. Allowlisting them and glibc's underlying `__uintN_t`
 /// keeps fields like `xen_domctl::cmd` in the output, at the price of eight aliases.
 const DEBUG_TYPE_HELPERS: &[&str] = &["u?int(8|16|32|64)_t", "__u?int(8|16|32|64)_t"];
 
