@@ -10,7 +10,12 @@ mod codec {
 
     pub fn bench(c: &mut Criterion) {
         let frame = wire::encode(MsgType::Read, 1, 0, b"/local/domain/5/platform/acpi\0").unwrap();
-        let stream: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * 40).collect();
+        let stream: Vec<u8> = frame
+            .iter()
+            .copied()
+            .cycle()
+            .take(frame.len() * 40)
+            .collect();
         c.bench_function("codec/encode_read", |b| {
             b.iter(|| wire::encode(MsgType::Read, black_box(7), 0, black_box(b"/a/b\0")))
         });

@@ -94,7 +94,10 @@ impl Client {
         match Client::open_socket(&path) {
             Ok(c) => Ok(c),
             Err(e) if !explicit && Path::new(XENBUS_PATH).exists() => {
-                log::debug!("socket {} unusable ({e}), using {XENBUS_PATH}", path.display());
+                log::debug!(
+                    "socket {} unusable ({e}), using {XENBUS_PATH}",
+                    path.display()
+                );
                 Client::open_xenbus(XENBUS_PATH)
             }
             Err(e) => Err(e),
@@ -471,7 +474,9 @@ impl Inner {
             let now = Instant::now();
             let timeout = self.timeout;
             let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-            let Some(left) = deadline.checked_duration_since(now).filter(|d| !d.is_zero())
+            let Some(left) = deadline
+                .checked_duration_since(now)
+                .filter(|d| !d.is_zero())
             else {
                 return Err(Error::Timeout { op, millis });
             };
@@ -565,13 +570,23 @@ impl Inner {
 
 fn request_wire(req: &Request) -> Outgoing {
     let (op, path, msg_type, payload) = match req {
-        Request::Read(p) => ("read", p, MsgType::Read, wire::strings_payload(&[p.as_bytes()])),
+        Request::Read(p) => (
+            "read",
+            p,
+            MsgType::Read,
+            wire::strings_payload(&[p.as_bytes()]),
+        ),
         Request::Write(p, v) => {
             let mut payload = wire::strings_payload(&[p.as_bytes()]);
             payload.extend_from_slice(v);
             ("write", p, MsgType::Write, payload)
         }
-        Request::Mkdir(p) => ("mkdir", p, MsgType::Mkdir, wire::strings_payload(&[p.as_bytes()])),
+        Request::Mkdir(p) => (
+            "mkdir",
+            p,
+            MsgType::Mkdir,
+            wire::strings_payload(&[p.as_bytes()]),
+        ),
         Request::Rm(p) => ("rm", p, MsgType::Rm, wire::strings_payload(&[p.as_bytes()])),
         Request::Directory(p) => (
             "directory",
@@ -589,7 +604,12 @@ fn request_wire(req: &Request) -> Outgoing {
             let texts: Vec<String> = perms.iter().map(Perm::to_string).collect();
             let mut parts: Vec<&[u8]> = vec![p.as_bytes()];
             parts.extend(texts.iter().map(|t| t.as_bytes()));
-            ("set_perms", p, MsgType::SetPerms, wire::strings_payload(&parts))
+            (
+                "set_perms",
+                p,
+                MsgType::SetPerms,
+                wire::strings_payload(&parts),
+            )
         }
     };
     Outgoing {
@@ -692,11 +712,9 @@ impl Store for Client {
             vec![0],
         )?;
         let text = wire::first_string(&reply);
-        text.parse::<u32>()
-            .map(TxId)
-            .map_err(|_| Error::Protocol {
-                detail: format!("bad transaction id {text:?}"),
-            })
+        text.parse::<u32>().map(TxId).map_err(|_| Error::Protocol {
+            detail: format!("bad transaction id {text:?}"),
+        })
     }
 
     fn transaction_end(&self, tx: TxId, commit: bool) -> Result<()> {

@@ -158,7 +158,11 @@ impl Daemon {
                 .lines()
                 .find_map(|l| l.strip_prefix(key).map(str::to_owned))
         };
-        match (out.status.success(), value("XENSTORED_PATH="), value("XENSTORED_PID=")) {
+        match (
+            out.status.success(),
+            value("XENSTORED_PATH="),
+            value("XENSTORED_PID="),
+        ) {
             (true, Some(socket), Some(pid)) => Ok(Daemon {
                 flavour,
                 dir,

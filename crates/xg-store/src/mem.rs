@@ -529,12 +529,7 @@ fn check(ok: bool) -> std::result::Result<(), i32> {
 }
 
 /// Creates `p` with `value` and any missing ancestors (empty, inheriting permissions).
-fn create(
-    view: &mut View<'_>,
-    caller: u32,
-    p: &str,
-    value: &[u8],
-) -> std::result::Result<(), i32> {
+fn create(view: &mut View<'_>, caller: u32, p: &str, value: &[u8]) -> std::result::Result<(), i32> {
     let mut missing = vec![p.to_owned()];
     let mut cur = p;
     let existing = loop {
@@ -561,7 +556,11 @@ fn create(
         view.put(
             m,
             Node {
-                value: if is_target { value.to_vec() } else { Vec::new() },
+                value: if is_target {
+                    value.to_vec()
+                } else {
+                    Vec::new()
+                },
                 perms: perms.clone(),
                 generation: 0,
                 created,

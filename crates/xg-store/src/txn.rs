@@ -39,7 +39,10 @@ where
         };
         match outcome {
             Err(e) if e.is_again() && attempt < attempts => {
-                log::debug!("transaction {} conflicted (attempt {attempt}), retrying", tx.0);
+                log::debug!(
+                    "transaction {} conflicted (attempt {attempt}), retrying",
+                    tx.0
+                );
                 // Back off a little so two retrying writers stop colliding.
                 std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10) - 1)));
                 attempt += 1;

@@ -127,9 +127,15 @@ fn replies_are_matched_by_req_id_and_events_queued() {
             ],
         )
         .unwrap();
-    assert_eq!(replies[0].as_ref().unwrap(), &Reply::Data(b"value of /a".to_vec()));
+    assert_eq!(
+        replies[0].as_ref().unwrap(),
+        &Reply::Data(b"value of /a".to_vec())
+    );
     assert!(replies[1].as_ref().unwrap_err().is_not_found());
-    assert_eq!(replies[2].as_ref().unwrap(), &Reply::Data(b"value of /b".to_vec()));
+    assert_eq!(
+        replies[2].as_ref().unwrap(),
+        &Reply::Data(b"value of /b".to_vec())
+    );
     assert_eq!(xs.try_event().unwrap().path, "/w/x");
     assert_eq!(
         xs.wait_event(Duration::from_secs(5)).unwrap().unwrap().path,
@@ -150,7 +156,16 @@ fn a_silent_peer_times_out_instead_of_hanging() {
     xs.set_timeout(Duration::from_millis(150));
     let t = Instant::now();
     let e = xs.read(TxId::NONE, "/x").unwrap_err();
-    assert!(matches!(e, Error::Timeout { op: "read", millis: 150 }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::Timeout {
+                op: "read",
+                millis: 150
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(e.errno(), Some(libc::ETIMEDOUT));
     assert!(t.elapsed() < Duration::from_secs(2));
     drop(xs);
