@@ -6,8 +6,10 @@
 
 pub mod error;
 pub mod ops;
+pub mod privcmd;
 pub mod types;
 
 pub use error::{Error, Op, Result};
 pub use ops::*;
+pub use privcmd::XenCtrl;
 pub use types::{DomId, Errno, Gfn, MemFlags, Mfn, PageOrder, Pfn, PAGE_SHIFT, PAGE_SIZE};
