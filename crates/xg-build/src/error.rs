@@ -176,11 +176,21 @@ impl BuildError {
             }
             _ => {
                 let errno = self.errno();
-                vec![format!(
+                let mut lines = Vec::new();
+                if let ErrorKind::Guest(g) = &self.kind {
+                    // xenguest logs the featureset complaint before the failwith line.
+                    if let Some(xg_guest::error::SetupError::Featureset(f)) =
+                        g.downcast_ref::<xg_guest::error::SetupError>()
+                    {
+                        lines.push(format!("{f}\n"));
+                    }
+                }
+                lines.push(format!(
                     "xenguest: {}: [{errno}] {}\n",
                     self.step,
                     strerror(errno)
-                )]
+                ));
+                lines
             }
         }
     }

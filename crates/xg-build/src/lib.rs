@@ -6,11 +6,18 @@
 pub mod cparse;
 pub mod error;
 pub mod flags;
+pub mod hvm;
+pub mod mem;
 pub mod pci;
 pub mod safety;
+pub mod toolstack;
+pub mod xstrace;
 #[cfg(test)]
 mod testing;
 pub mod vcpus;
 
 pub use error::{BuildError, ErrorKind, Step};
 pub use flags::{get_flags, Flags};
+pub use hvm::{build_hvm, HvmBuildOutcome, HvmBuildRequest};
+pub use pci::PciHost;
+pub use xg_guest::meminit::Strategy;
