@@ -7,6 +7,8 @@
 pub mod error;
 pub mod ops;
 pub mod privcmd;
+pub mod sim;
+pub mod trace;
 pub mod types;
 
 pub use error::{Error, Op, Result};
