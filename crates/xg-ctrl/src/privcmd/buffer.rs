@@ -228,6 +228,28 @@ impl<'a, T: Pod> HypercallBuf<'a, T> {
         true
     }
 
+    /// Edits element `index` in place (fields written one by one keep the zeroed
+    /// padding); `None` when it does not exist.
+    ///
+    /// A reference into the buffer is sound here: the pages are private to this
+    /// process, and Xen only touches them during a hypercall, which cannot run while
+    /// `&mut self` is borrowed.
+    pub(crate) fn update<R>(&mut self, index: usize, edit: impl FnOnce(&mut T) -> R) -> Option<R> {
+        if index >= self.count {
+            return None;
+        }
+        // SAFETY: `index < count`: the element is inside the mapping, aligned, and
+        // initialised (zeroed or copied in; every bit pattern is a valid `T`). `&mut
+        // self` guarantees no other access for the closure's duration.
+        let element = unsafe { &mut *self.as_ptr().add(index) };
+        Some(edit(element))
+    }
+
+    /// The buffer as a typed pointer, for a guest handle (`XEN_GUEST_HANDLE(T)`).
+    pub(crate) fn handle(&self) -> *mut T {
+        self.as_ptr()
+    }
+
     /// All elements.
     pub(crate) fn to_vec(&self) -> Vec<T> {
         (0..self.count).filter_map(|i| self.get(i)).collect()

@@ -1,10 +1,8 @@
 //! `__HYPERVISOR_domctl` and the [`DomainOps`] implementation.
 
-use std::mem::size_of;
-use std::ptr;
+use xg_sys as sys;
 
-use super::abi::{self, XenDomctl, DOMCTL_PAYLOAD};
-use super::buffer::Pod;
+use super::abi::{xen_cpuid_leaf, xen_domctl, xen_domctl__bindgen_ty_1, xen_msr_entry};
 use super::hypercall::nr;
 use super::{hvm, XenCtrl};
 use crate::error::{Error, Op, Result};
@@ -14,46 +12,15 @@ use crate::ops::{
 };
 use crate::types::{conv, DomId, Errno};
 
-/// `XEN_DOMCTL_*` command numbers (identical in 4.17 and 4.20).
-pub(crate) mod cmd {
-    pub(crate) const CREATEDOMAIN: u32 = 1;
-    pub(crate) const DESTROYDOMAIN: u32 = 2;
-    pub(crate) const UNPAUSEDOMAIN: u32 = 4;
-    pub(crate) const GETDOMAININFO: u32 = 5;
-    pub(crate) const SETVCPUAFFINITY: u32 = 9;
-    pub(crate) const MAX_MEM: u32 = 11;
-    pub(crate) const MAX_VCPUS: u32 = 15;
-    pub(crate) const SCHEDULER_OP: u32 = 16;
-    pub(crate) const SETTIMEOFFSET: u32 = 24;
-    pub(crate) const GETVCPUAFFINITY: u32 = 25;
-    pub(crate) const GETHVMCONTEXT: u32 = 33;
-    pub(crate) const SETHVMCONTEXT: u32 = 34;
-    pub(crate) const SETTSCINFO: u32 = 60;
-    pub(crate) const SETNODEAFFINITY: u32 = 68;
-    pub(crate) const GETNODEAFFINITY: u32 = 69;
-    pub(crate) const GET_CPU_POLICY: u32 = 82;
-    pub(crate) const SET_CPU_POLICY: u32 = 83;
-}
-
-/// `XEN_DOMCTL_CDF_hvm`.
-pub(crate) const CDF_HVM: u32 = 1 << 0;
-/// `XEN_DOMCTL_CDF_hap`.
-pub(crate) const CDF_HAP: u32 = 1 << 1;
 /// `XEN_X86_EMU_ALL & ~XEN_X86_EMU_VPCI`: what libxl gives an HVM guest.
-pub(crate) const EMU_HVM: u32 = 0x3FF;
-/// `XEN_DOMCTL_GRANT_version(1)`: grant table v1 is accepted by every Xen.
-pub(crate) const GRANT_OPTS_V1: u32 = 1;
-/// `XEN_VCPUAFFINITY_HARD`.
-pub(crate) const VCPUAFFINITY_HARD: u32 = 1;
+pub(crate) const EMU_HVM: u32 = sys::XEN_X86_EMU_ALL & !sys::XEN_X86_EMU_VPCI;
+/// `XEN_DOMCTL_GRANT_version(1)`: grant table v1, which every Xen accepts.
+pub(crate) const GRANT_OPTS_V1: u32 = 1 & sys::XEN_DOMCTL_GRANT_version_mask;
+/// `XEN_VCPUAFFINITY_HARD` (a macro the bindings do not carry).
+pub(crate) const VCPUAFFINITY_HARD: u32 = 1 << 0;
 /// `XEN_VCPUAFFINITY_SOFT`.
-pub(crate) const VCPUAFFINITY_SOFT: u32 = 2;
-/// `XEN_SCHEDULER_CREDIT`.
-pub(crate) const SCHEDULER_CREDIT: u32 = 5;
-/// `XEN_DOMCTL_SCHEDOP_putinfo`.
-pub(crate) const SCHEDOP_PUTINFO: u32 = 0;
-/// `XEN_DOMCTL_SCHEDOP_getinfo`.
-pub(crate) const SCHEDOP_GETINFO: u32 = 1;
-/// `XEN_CPUID_NO_SUBLEAF`, also "no error" for err_leaf/err_subleaf/err_msr.
+pub(crate) const VCPUAFFINITY_SOFT: u32 = 1 << 1;
+/// "No error" for err_leaf/err_subleaf/err_msr (`~0u`, as libxenguest presets them).
 pub(crate) const NO_ERROR_INDEX: u32 = u32::MAX;
 
 /// Extra attempts on EFAULT for read-only domctls when buffers may fault
@@ -66,55 +33,45 @@ pub(crate) enum Retry {
     /// Issue once (libxenctrl `do_domctl`).
     Once,
     /// Up to two more times when hypercall buffers are not device-backed
-    /// (`do_domctl_retry_efault`; only for queries that change nothing).
+    /// (`do_domctl_retry_efault`); only for queries that change nothing.
     Efault,
 }
 
-/// Copies `payload` into the first bytes of a zeroed union.
-fn encode<P: Pod>(payload: &P) -> [u8; DOMCTL_PAYLOAD] {
-    const { assert!(size_of::<P>() <= DOMCTL_PAYLOAD) };
-    let mut u = [0u8; DOMCTL_PAYLOAD];
-    // SAFETY: `P` is Pod without implicit padding and fits in `u` (checked above).
-    unsafe {
-        ptr::copy_nonoverlapping(
-            ptr::from_ref(payload).cast::<u8>(),
-            u.as_mut_ptr(),
-            size_of::<P>(),
-        );
+/// EACCES from a domctl or sysctl means Xen speaks another interface version.
+pub(crate) fn interface_error(op: Op, compiled: u32, errno: Errno) -> Error {
+    if errno.0 == libc::EACCES {
+        Error::InterfaceVersion { op, compiled }
+    } else {
+        Error::hypercall(op, errno.0)
     }
-    u
 }
 
-/// Reads a `P` from the start of a union.
-fn decode<P: Pod>(u: &[u8; DOMCTL_PAYLOAD]) -> P {
-    const { assert!(size_of::<P>() <= DOMCTL_PAYLOAD) };
-    // SAFETY: `u` holds at least `size_of::<P>()` bytes and every bit pattern is a valid
-    // `P`; read_unaligned because the array has alignment 1.
-    unsafe { ptr::read_unaligned(u.as_ptr().cast::<P>()) }
+fn buffer_error(op: Op) -> impl Fn(Errno) -> Error {
+    move |e| Error::hypercall(op, e.0)
 }
 
 impl XenCtrl {
-    /// Issues one domctl with `payload` as its union member; the payload is copied back
-    /// (even on failure, so err_leaf & co. are visible) and the domain field returned.
-    pub(crate) fn domctl<P: Pod>(
+    /// Issues one domctl whose union `fill` sets up in a zeroed buffer. Returns the
+    /// outcome and Xen's copy of the domctl, which is read back even on failure
+    /// (`set_cpu_policy` reports the offending leaf there).
+    pub(crate) fn domctl_reply(
         &self,
         op: Op,
         command: u32,
         domid: DomId,
-        payload: &mut P,
         retry: Retry,
-    ) -> Result<DomId> {
-        let request = XenDomctl {
-            cmd: command,
-            interface_version: DOMCTL_INTERFACE_VERSION,
-            domain: domid.0,
-            _pad: [0; 6],
-            u: encode(payload),
+        fill: impl FnOnce(&mut xen_domctl__bindgen_ty_1),
+    ) -> (Result<()>, xen_domctl) {
+        let mut buf = match self.privcmd.buf_zeroed::<xen_domctl>(1) {
+            Ok(buf) => buf,
+            Err(e) => return (Err(Error::hypercall(op, e.0)), xen_domctl::default()),
         };
-        let buf = self
-            .privcmd
-            .buf_value(&request)
-            .map_err(|e| Error::hypercall(op, e.0))?;
+        buf.update(0, |d| {
+            d.cmd = command;
+            d.interface_version = DOMCTL_INTERFACE_VERSION;
+            d.domain = domid.0;
+            fill(&mut d.u);
+        });
         let retries = match retry {
             Retry::Efault if !self.privcmd.buffers().never_faults() => EFAULT_RETRIES,
             _ => 0,
@@ -126,25 +83,25 @@ impl XenCtrl {
                 other => break other,
             }
         };
-        let reply = buf.read().unwrap_or(request);
-        *payload = decode(&reply.u);
         log::trace!("domctl {op} d{domid}: {outcome:?}");
-        match outcome {
-            Ok(_) => Ok(DomId(reply.domain)),
-            Err(e) => Err(domctl_error(op, DOMCTL_INTERFACE_VERSION, e)),
-        }
+        let reply = buf.read().unwrap_or_default();
+        let outcome = outcome
+            .map(|_| ())
+            .map_err(|e| interface_error(op, DOMCTL_INTERFACE_VERSION, e));
+        (outcome, reply)
     }
 
-    /// A domctl whose only payload is what the caller passes and that returns nothing.
-    fn domctl_simple<P: Pod>(
+    /// [`Self::domctl_reply`] for callers that need the reply only on success.
+    pub(crate) fn domctl(
         &self,
         op: Op,
         command: u32,
         domid: DomId,
-        mut payload: P,
-    ) -> Result<()> {
-        self.domctl(op, command, domid, &mut payload, Retry::Once)
-            .map(|_| ())
+        retry: Retry,
+        fill: impl FnOnce(&mut xen_domctl__bindgen_ty_1),
+    ) -> Result<xen_domctl> {
+        let (outcome, reply) = self.domctl_reply(op, command, domid, retry, fill);
+        outcome.map(|()| reply)
     }
 
     /// The CPU bitmap size of this host (`xc_get_cpumap_size`), cached like libxenctrl.
@@ -158,21 +115,12 @@ impl XenCtrl {
     }
 }
 
-/// EACCES from a domctl or sysctl means Xen speaks another interface version.
-pub(crate) fn domctl_error(op: Op, compiled: u32, errno: Errno) -> Error {
-    if errno.0 == libc::EACCES {
-        Error::InterfaceVersion { op, compiled }
-    } else {
-        Error::hypercall(op, errno.0)
-    }
-}
-
-/// `map` resized to `size` bytes; bits beyond the host's CPUs/nodes are an error.
+/// `map` resized to `size` bytes; set bits beyond the host's CPUs/nodes are an error.
 fn fit_bitmap(op: Op, map: &[u8], size: usize) -> Result<Vec<u8>> {
     if map.iter().skip(size).any(|&b| b != 0) {
         return Err(Error::InvalidArgument {
             op,
-            detail: format!("bitmap has bits beyond the host's {} bytes", size),
+            detail: format!("bitmap has bits beyond the host's {size} bytes"),
         });
     }
     let mut out = map.to_vec();
@@ -197,41 +145,58 @@ fn u32_arg(op: Op, what: &str, v: usize) -> Result<u32> {
     })
 }
 
+fn i32_arg(op: Op, what: &str, v: u32) -> Result<i32> {
+    i32::try_from(v).map_err(|_| Error::InvalidArgument {
+        op,
+        detail: format!("{what} {v} is too large"),
+    })
+}
+
+/// Reads a union member of a domctl reply.
+macro_rules! member {
+    ($reply:expr, $field:ident) => {
+        // SAFETY: every member of the domctl union is plain data (Pod) for which any
+        // bit pattern is valid; Xen filled the member this command uses.
+        unsafe { $reply.u.$field }
+    };
+}
+
 impl DomainOps for XenCtrl {
     fn create_domain(&self, domid: DomId, config: &DomainConfig) -> Result<DomId> {
         const OP: Op = "domctl createdomain";
-        let int = |what: &str, v: u32| {
-            i32::try_from(v).map_err(|_| Error::InvalidArgument {
-                op: OP,
-                detail: format!("{what} {v} is too large"),
-            })
-        };
+        let max_grant_frames = i32_arg(OP, "max_grant_frames", config.max_grant_frames)?;
+        let max_maptrack_frames = i32_arg(OP, "max_maptrack_frames", config.max_maptrack_frames)?;
         let mut flags = 0;
         if config.hvm {
-            flags |= CDF_HVM;
+            flags |= sys::XEN_DOMCTL_CDF_hvm;
             if config.hap {
-                flags |= CDF_HAP;
+                flags |= sys::XEN_DOMCTL_CDF_hap;
             }
         }
-        let mut payload = abi::CreateDomain {
-            handle: config.handle,
-            flags,
-            max_vcpus: config.max_vcpus,
-            max_evtchn_port: config.max_evtchn_port,
-            max_grant_frames: int("max_grant_frames", config.max_grant_frames)?,
-            max_maptrack_frames: int("max_maptrack_frames", config.max_maptrack_frames)?,
-            grant_opts: GRANT_OPTS_V1,
-            emulation_flags: if config.hvm { EMU_HVM } else { 0 },
-            ..abi::CreateDomain::default()
-        };
+        let reply = self.domctl(OP, sys::XEN_DOMCTL_createdomain, domid, Retry::Once, |u| {
+            u.createdomain.handle = config.handle;
+            u.createdomain.flags = flags;
+            u.createdomain.max_vcpus = config.max_vcpus;
+            u.createdomain.max_evtchn_port = config.max_evtchn_port;
+            u.createdomain.max_grant_frames = max_grant_frames;
+            u.createdomain.max_maptrack_frames = max_maptrack_frames;
+            u.createdomain.grant_opts = GRANT_OPTS_V1;
+            u.createdomain.arch.emulation_flags = if config.hvm { EMU_HVM } else { 0 };
+        })?;
         // Xen writes the new domain's id into `domain`.
-        self.domctl(OP, cmd::CREATEDOMAIN, domid, &mut payload, Retry::Once)
+        Ok(DomId(reply.domain))
     }
 
     fn domain_info(&self, domid: DomId) -> Result<DomainInfo> {
         const OP: Op = "domctl getdomaininfo";
-        let mut info = abi::GetDomainInfo::default();
-        self.domctl(OP, cmd::GETDOMAININFO, domid, &mut info, Retry::Efault)?;
+        let reply = self.domctl(
+            OP,
+            sys::XEN_DOMCTL_getdomaininfo,
+            domid,
+            Retry::Efault,
+            |_| {},
+        )?;
+        let info = member!(reply, getdomaininfo);
         // Xen 4.17 answers for the next existing domain when `domid` does not exist.
         if info.domain != domid.0 {
             return Err(Error::hypercall(OP, libc::ESRCH));
@@ -250,39 +215,53 @@ impl DomainOps for XenCtrl {
     }
 
     fn set_max_vcpus(&self, domid: DomId, max: u32) -> Result<()> {
-        self.domctl_simple(
+        self.domctl(
             "domctl max_vcpus",
-            cmd::MAX_VCPUS,
+            sys::XEN_DOMCTL_max_vcpus,
             domid,
-            abi::MaxVcpus { max },
+            Retry::Once,
+            |u| {
+                u.max_vcpus.max = max;
+            },
         )
+        .map(|_| ())
     }
 
     fn set_max_mem(&self, domid: DomId, max_kib: u64) -> Result<()> {
-        self.domctl_simple(
+        self.domctl(
             "domctl max_mem",
-            cmd::MAX_MEM,
+            sys::XEN_DOMCTL_max_mem,
             domid,
-            abi::MaxMem { max_memkb: max_kib },
+            Retry::Once,
+            |u| {
+                u.max_mem.max_memkb = max_kib;
+            },
         )
+        .map(|_| ())
     }
 
     fn unpause(&self, domid: DomId) -> Result<()> {
-        self.domctl_simple(
-            "domctl unpausedomain",
-            cmd::UNPAUSEDOMAIN,
+        let op = "domctl unpausedomain";
+        self.domctl(
+            op,
+            sys::XEN_DOMCTL_unpausedomain,
             domid,
-            abi::MaxMem::default(),
+            Retry::Once,
+            |_| {},
         )
+        .map(|_| ())
     }
 
     fn destroy(&self, domid: DomId) -> Result<()> {
-        self.domctl_simple(
-            "domctl destroydomain",
-            cmd::DESTROYDOMAIN,
+        let op = "domctl destroydomain";
+        self.domctl(
+            op,
+            sys::XEN_DOMCTL_destroydomain,
             domid,
-            abi::MaxMem::default(),
+            Retry::Once,
+            |_| {},
         )
+        .map(|_| ())
     }
 
     fn set_vcpu_affinity(
@@ -295,24 +274,38 @@ impl DomainOps for XenCtrl {
         const OP: Op = "domctl setvcpuaffinity";
         let size = self.cpumap_bytes()?;
         let map = fit_bitmap(OP, cpumap, size)?;
-        let buf = self
-            .privcmd
-            .buf_slice(&map)
-            .map_err(|e| Error::hypercall(OP, e.0))?;
-        let mut payload = affinity_payload(vcpu, kind, buf.addr(), bits(OP, size)?);
-        self.domctl(OP, cmd::SETVCPUAFFINITY, domid, &mut payload, Retry::Once)?;
+        let nr_bits = bits(OP, size)?;
+        let buf = self.privcmd.buf_slice(&map).map_err(buffer_error(OP))?;
+        self.domctl(
+            OP,
+            sys::XEN_DOMCTL_setvcpuaffinity,
+            domid,
+            Retry::Once,
+            |u| {
+                fill_affinity(u, vcpu, kind, buf.handle(), nr_bits);
+            },
+        )?;
+        // Xen rewrote the map with the effective affinity.
         Ok(buf.to_vec())
     }
 
     fn vcpu_affinity(&self, domid: DomId, vcpu: u32, kind: AffinityKind) -> Result<Vec<u8>> {
         const OP: Op = "domctl getvcpuaffinity";
         let size = self.cpumap_bytes()?;
+        let nr_bits = bits(OP, size)?;
         let buf = self
             .privcmd
             .buf_zeroed::<u8>(size)
-            .map_err(|e| Error::hypercall(OP, e.0))?;
-        let mut payload = affinity_payload(vcpu, kind, buf.addr(), bits(OP, size)?);
-        self.domctl(OP, cmd::GETVCPUAFFINITY, domid, &mut payload, Retry::Efault)?;
+            .map_err(buffer_error(OP))?;
+        self.domctl(
+            OP,
+            sys::XEN_DOMCTL_getvcpuaffinity,
+            domid,
+            Retry::Efault,
+            |u| {
+                fill_affinity(u, vcpu, kind, buf.handle(), nr_bits);
+            },
+        )?;
         Ok(buf.to_vec())
     }
 
@@ -320,86 +313,93 @@ impl DomainOps for XenCtrl {
         const OP: Op = "domctl setnodeaffinity";
         let size = self.nodemap_bytes()?;
         let map = fit_bitmap(OP, nodemap, size)?;
-        let buf = self
-            .privcmd
-            .buf_slice(&map)
-            .map_err(|e| Error::hypercall(OP, e.0))?;
-        let payload = abi::NodeAffinity {
-            nodemap: abi::XenctlBitmap {
-                bitmap: buf.addr(),
-                nr_bits: bits(OP, size)?,
-                _pad: 0,
+        let nr_bits = bits(OP, size)?;
+        let buf = self.privcmd.buf_slice(&map).map_err(buffer_error(OP))?;
+        self.domctl(
+            OP,
+            sys::XEN_DOMCTL_setnodeaffinity,
+            domid,
+            Retry::Once,
+            |u| {
+                u.nodeaffinity.nodemap.bitmap.p = buf.handle();
+                u.nodeaffinity.nodemap.nr_bits = nr_bits;
             },
-        };
-        self.domctl_simple(OP, cmd::SETNODEAFFINITY, domid, payload)
+        )
+        .map(|_| ())
     }
 
     fn node_affinity(&self, domid: DomId) -> Result<Vec<u8>> {
         const OP: Op = "domctl getnodeaffinity";
         let size = self.nodemap_bytes()?;
+        let nr_bits = bits(OP, size)?;
         let buf = self
             .privcmd
             .buf_zeroed::<u8>(size)
-            .map_err(|e| Error::hypercall(OP, e.0))?;
-        let mut payload = abi::NodeAffinity {
-            nodemap: abi::XenctlBitmap {
-                bitmap: buf.addr(),
-                nr_bits: bits(OP, size)?,
-                _pad: 0,
+            .map_err(buffer_error(OP))?;
+        self.domctl(
+            OP,
+            sys::XEN_DOMCTL_getnodeaffinity,
+            domid,
+            Retry::Efault,
+            |u| {
+                u.nodeaffinity.nodemap.bitmap.p = buf.handle();
+                u.nodeaffinity.nodemap.nr_bits = nr_bits;
             },
-        };
-        self.domctl(OP, cmd::GETNODEAFFINITY, domid, &mut payload, Retry::Efault)?;
+        )?;
         Ok(buf.to_vec())
     }
 
     fn sched_credit_get(&self, domid: DomId) -> Result<CreditParams> {
-        let mut payload = abi::SchedulerOp {
-            sched_id: SCHEDULER_CREDIT,
-            cmd: SCHEDOP_GETINFO,
-            ..abi::SchedulerOp::default()
-        };
-        self.domctl(
-            "domctl scheduler_op getinfo",
-            cmd::SCHEDULER_OP,
+        let op = "domctl scheduler_op getinfo";
+        let reply = self.domctl(
+            op,
+            sys::XEN_DOMCTL_scheduler_op,
             domid,
-            &mut payload,
             Retry::Efault,
+            |u| {
+                u.scheduler_op.sched_id = sys::XEN_SCHEDULER_CREDIT;
+                u.scheduler_op.cmd = sys::XEN_DOMCTL_SCHEDOP_getinfo;
+            },
         )?;
+        let sched = member!(reply, scheduler_op);
+        // SAFETY: the scheduler union is plain data; Xen filled `credit` for sched_id CREDIT.
+        let credit = unsafe { sched.u.credit };
         Ok(CreditParams {
-            weight: payload.weight,
-            cap: payload.cap,
+            weight: credit.weight,
+            cap: credit.cap,
         })
     }
 
     fn sched_credit_set(&self, domid: DomId, params: CreditParams) -> Result<()> {
-        let payload = abi::SchedulerOp {
-            sched_id: SCHEDULER_CREDIT,
-            cmd: SCHEDOP_PUTINFO,
-            weight: params.weight,
-            cap: params.cap,
-            _rest: [0; 12],
-        };
-        self.domctl_simple(
-            "domctl scheduler_op putinfo",
-            cmd::SCHEDULER_OP,
-            domid,
-            payload,
-        )
+        let op = "domctl scheduler_op putinfo";
+        self.domctl(op, sys::XEN_DOMCTL_scheduler_op, domid, Retry::Once, |u| {
+            u.scheduler_op.sched_id = sys::XEN_SCHEDULER_CREDIT;
+            u.scheduler_op.cmd = sys::XEN_DOMCTL_SCHEDOP_putinfo;
+            u.scheduler_op.u.credit.weight = params.weight;
+            u.scheduler_op.u.credit.cap = params.cap;
+        })
+        .map(|_| ())
     }
 
     fn set_tsc_info(&self, domid: DomId, tsc_mode: u32) -> Result<()> {
-        let payload = abi::TscInfo {
-            tsc_mode,
-            ..abi::TscInfo::default()
-        };
-        self.domctl_simple("domctl settscinfo", cmd::SETTSCINFO, domid, payload)
+        self.domctl(
+            "domctl settscinfo",
+            sys::XEN_DOMCTL_settscinfo,
+            domid,
+            Retry::Once,
+            |u| {
+                u.tsc_info.tsc_mode = tsc_mode;
+            },
+        )
+        .map(|_| ())
     }
 
     fn set_time_offset(&self, domid: DomId, seconds: i32) -> Result<()> {
-        let payload = abi::SetTimeOffset {
-            time_offset_seconds: i64::from(seconds),
-        };
-        self.domctl_simple("domctl settimeoffset", cmd::SETTIMEOFFSET, domid, payload)
+        let op = "domctl settimeoffset";
+        self.domctl(op, sys::XEN_DOMCTL_settimeoffset, domid, Retry::Once, |u| {
+            u.settimeoffset.time_offset_seconds = i64::from(seconds);
+        })
+        .map(|_| ())
     }
 
     fn set_hvm_param(&self, domid: DomId, param: u32, value: u64) -> Result<()> {
@@ -413,38 +413,49 @@ impl DomainOps for XenCtrl {
     fn domain_cpu_policy(&self, domid: DomId) -> Result<CpuPolicy> {
         const OP: Op = "domctl get_cpu_policy";
         // NULL arrays: Xen reports the maximum counts.
-        let mut sizes = abi::DomctlCpuPolicy::default();
-        self.domctl(OP, cmd::GET_CPU_POLICY, domid, &mut sizes, Retry::Efault)?;
+        let sizing = self.domctl(
+            OP,
+            sys::XEN_DOMCTL_get_cpu_policy,
+            domid,
+            Retry::Efault,
+            |_| {},
+        )?;
+        let sizing = member!(sizing, cpu_policy);
         let leaves = self
             .privcmd
-            .buf_zeroed::<abi::CpuidLeaf>(conv::u64_to_usize(u64::from(sizes.nr_leaves)))
-            .map_err(|e| Error::hypercall(OP, e.0))?;
+            .buf_zeroed::<xen_cpuid_leaf>(conv::u64_to_usize(u64::from(sizing.nr_leaves)))
+            .map_err(buffer_error(OP))?;
         let msrs = self
             .privcmd
-            .buf_zeroed::<abi::MsrEntry>(conv::u64_to_usize(u64::from(sizes.nr_msrs)))
-            .map_err(|e| Error::hypercall(OP, e.0))?;
-        let mut payload = abi::DomctlCpuPolicy {
-            nr_leaves: sizes.nr_leaves,
-            nr_msrs: sizes.nr_msrs,
-            leaves: leaves.addr(),
-            msrs: msrs.addr(),
-            ..abi::DomctlCpuPolicy::default()
-        };
-        self.domctl(OP, cmd::GET_CPU_POLICY, domid, &mut payload, Retry::Efault)?;
+            .buf_zeroed::<xen_msr_entry>(conv::u64_to_usize(u64::from(sizing.nr_msrs)))
+            .map_err(buffer_error(OP))?;
+        let reply = self.domctl(
+            OP,
+            sys::XEN_DOMCTL_get_cpu_policy,
+            domid,
+            Retry::Efault,
+            |u| {
+                u.cpu_policy.nr_leaves = sizing.nr_leaves;
+                u.cpu_policy.nr_msrs = sizing.nr_msrs;
+                u.cpu_policy.leaves.p = leaves.handle();
+                u.cpu_policy.msrs.p = msrs.handle();
+            },
+        )?;
+        let got = member!(reply, cpu_policy);
         Ok(super::sysctl::policy_from_buffers(
             &leaves,
-            payload.nr_leaves,
+            got.nr_leaves,
             &msrs,
-            payload.nr_msrs,
+            got.nr_msrs,
         ))
     }
 
     fn set_domain_cpu_policy(&self, domid: DomId, policy: &CpuPolicy) -> Result<()> {
         const OP: Op = "domctl set_cpu_policy";
-        let leaves: Vec<abi::CpuidLeaf> = policy
+        let leaves: Vec<xen_cpuid_leaf> = policy
             .leaves
             .iter()
-            .map(|l| abi::CpuidLeaf {
+            .map(|l| xen_cpuid_leaf {
                 leaf: l.leaf,
                 subleaf: l.subleaf,
                 a: l.a,
@@ -453,98 +464,110 @@ impl DomainOps for XenCtrl {
                 d: l.d,
             })
             .collect();
-        let msrs: Vec<abi::MsrEntry> = policy
+        let msrs: Vec<xen_msr_entry> = policy
             .msrs
             .iter()
-            .map(|m| abi::MsrEntry {
+            .map(|m| xen_msr_entry {
                 idx: m.idx,
                 flags: m.flags,
                 val: m.val,
             })
             .collect();
-        let leaves_buf = self
-            .privcmd
-            .buf_slice(&leaves)
-            .map_err(|e| Error::hypercall(OP, e.0))?;
-        let msrs_buf = self
-            .privcmd
-            .buf_slice(&msrs)
-            .map_err(|e| Error::hypercall(OP, e.0))?;
-        let mut payload = abi::DomctlCpuPolicy {
-            nr_leaves: u32_arg(OP, "leaf count", leaves.len())?,
-            nr_msrs: u32_arg(OP, "MSR count", msrs.len())?,
-            leaves: leaves_buf.addr(),
-            msrs: msrs_buf.addr(),
-            err_leaf: NO_ERROR_INDEX,
-            err_subleaf: NO_ERROR_INDEX,
-            err_msr: NO_ERROR_INDEX,
-            _pad: 0,
-        };
-        let result = self.domctl(OP, cmd::SET_CPU_POLICY, domid, &mut payload, Retry::Once);
-        if result.is_err() {
-            log::debug!(
+        let nr_leaves = u32_arg(OP, "leaf count", leaves.len())?;
+        let nr_msrs = u32_arg(OP, "MSR count", msrs.len())?;
+        let leaves_buf = self.privcmd.buf_slice(&leaves).map_err(buffer_error(OP))?;
+        let msrs_buf = self.privcmd.buf_slice(&msrs).map_err(buffer_error(OP))?;
+        let (outcome, reply) = self.domctl_reply(
+            OP,
+            sys::XEN_DOMCTL_set_cpu_policy,
+            domid,
+            Retry::Once,
+            |u| {
+                u.cpu_policy.nr_leaves = nr_leaves;
+                u.cpu_policy.nr_msrs = nr_msrs;
+                u.cpu_policy.leaves.p = leaves_buf.handle();
+                u.cpu_policy.msrs.p = msrs_buf.handle();
+                u.cpu_policy.err_leaf = NO_ERROR_INDEX;
+                u.cpu_policy.err_subleaf = NO_ERROR_INDEX;
+                u.cpu_policy.err_msr = NO_ERROR_INDEX;
+            },
+        );
+        if outcome.is_err() {
+            let p = member!(reply, cpu_policy);
+            log::warn!(
                 "{OP} d{domid} rejected: err_leaf {:#x} err_subleaf {:#x} err_msr {:#x}",
-                payload.err_leaf,
-                payload.err_subleaf,
-                payload.err_msr
+                p.err_leaf,
+                p.err_subleaf,
+                p.err_msr
             );
         }
-        result.map(|_| ())
+        outcome
     }
 
     fn hvm_context(&self, domid: DomId) -> Result<Vec<u8>> {
         const OP: Op = "domctl gethvmcontext";
         // A NULL buffer asks for the size.
-        let mut sizing = abi::HvmContext::default();
-        self.domctl(OP, cmd::GETHVMCONTEXT, domid, &mut sizing, Retry::Efault)?;
+        let sizing = self.domctl(
+            OP,
+            sys::XEN_DOMCTL_gethvmcontext,
+            domid,
+            Retry::Efault,
+            |_| {},
+        )?;
+        let size = member!(sizing, hvmcontext).size;
         let buf = self
             .privcmd
-            .buf_zeroed::<u8>(conv::u64_to_usize(u64::from(sizing.size)))
-            .map_err(|e| Error::hypercall(OP, e.0))?;
-        let mut payload = abi::HvmContext {
-            size: sizing.size,
-            _pad: 0,
-            buffer: buf.addr(),
-        };
-        self.domctl(OP, cmd::GETHVMCONTEXT, domid, &mut payload, Retry::Efault)?;
+            .buf_zeroed::<u8>(conv::u64_to_usize(u64::from(size)))
+            .map_err(buffer_error(OP))?;
+        let reply = self.domctl(
+            OP,
+            sys::XEN_DOMCTL_gethvmcontext,
+            domid,
+            Retry::Efault,
+            |u| {
+                u.hvmcontext.size = size;
+                u.hvmcontext.buffer.p = buf.handle();
+            },
+        )?;
         let mut blob = buf.to_vec();
-        blob.truncate(conv::u64_to_usize(u64::from(payload.size)));
+        blob.truncate(conv::u64_to_usize(u64::from(
+            member!(reply, hvmcontext).size,
+        )));
         Ok(blob)
     }
 
     fn set_hvm_context(&self, domid: DomId, blob: &[u8]) -> Result<()> {
         const OP: Op = "domctl sethvmcontext";
-        let buf = self
-            .privcmd
-            .buf_slice(blob)
-            .map_err(|e| Error::hypercall(OP, e.0))?;
-        let payload = abi::HvmContext {
-            size: u32_arg(OP, "context size", blob.len())?,
-            _pad: 0,
-            buffer: buf.addr(),
-        };
-        self.domctl_simple(OP, cmd::SETHVMCONTEXT, domid, payload)
+        let size = u32_arg(OP, "context size", blob.len())?;
+        let buf = self.privcmd.buf_slice(blob).map_err(buffer_error(OP))?;
+        self.domctl(OP, sys::XEN_DOMCTL_sethvmcontext, domid, Retry::Once, |u| {
+            u.hvmcontext.size = size;
+            u.hvmcontext.buffer.p = buf.handle();
+        })
+        .map(|_| ())
     }
 }
 
-fn affinity_payload(vcpu: u32, kind: AffinityKind, addr: u64, nr_bits: u32) -> abi::VcpuAffinity {
-    let map = abi::XenctlBitmap {
-        bitmap: addr,
-        nr_bits,
-        _pad: 0,
-    };
+/// Only the requested map is named: Xen ignores the other one. (Union members are
+/// written field by field: writes are safe, borrows of a member are not.)
+fn fill_affinity(
+    u: &mut xen_domctl__bindgen_ty_1,
+    vcpu: u32,
+    kind: AffinityKind,
+    map: *mut u8,
+    nr_bits: u32,
+) {
+    u.vcpuaffinity.vcpu = vcpu;
     match kind {
-        AffinityKind::Hard => abi::VcpuAffinity {
-            vcpu,
-            flags: VCPUAFFINITY_HARD,
-            cpumap_hard: map,
-            cpumap_soft: abi::XenctlBitmap::default(),
-        },
-        AffinityKind::Soft => abi::VcpuAffinity {
-            vcpu,
-            flags: VCPUAFFINITY_SOFT,
-            cpumap_hard: abi::XenctlBitmap::default(),
-            cpumap_soft: map,
-        },
+        AffinityKind::Hard => {
+            u.vcpuaffinity.flags = VCPUAFFINITY_HARD;
+            u.vcpuaffinity.cpumap_hard.bitmap.p = map;
+            u.vcpuaffinity.cpumap_hard.nr_bits = nr_bits;
+        }
+        AffinityKind::Soft => {
+            u.vcpuaffinity.flags = VCPUAFFINITY_SOFT;
+            u.vcpuaffinity.cpumap_soft.bitmap.p = map;
+            u.vcpuaffinity.cpumap_soft.nr_bits = nr_bits;
+        }
     }
 }

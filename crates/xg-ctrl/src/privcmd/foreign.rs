@@ -31,9 +31,9 @@ pub const PAGED_RETRIES: u32 = 10_000;
 pub const PAGED_RETRY_DELAY: Duration = Duration::from_micros(100);
 
 /// `XENMEM_resource_grant_table`.
-pub(crate) const RESOURCE_GRANT_TABLE: u32 = 1;
+pub(crate) const RESOURCE_GRANT_TABLE: u32 = xg_sys::XENMEM_resource_grant_table;
 /// `XENMEM_resource_grant_table_id_shared`.
-pub(crate) const GRANT_TABLE_ID_SHARED: u32 = 0;
+pub(crate) const GRANT_TABLE_ID_SHARED: u32 = xg_sys::XENMEM_resource_grant_table_id_shared;
 
 const PAGE: usize = conv::u64_to_usize(PAGE_SIZE);
 

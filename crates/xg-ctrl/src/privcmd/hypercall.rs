@@ -1,29 +1,25 @@
 //! Issuing hypercalls through `IOCTL_PRIVCMD_HYPERCALL`, and memory_op as a one-entry
 //! multicall.
 
-use std::mem::size_of;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use libc::c_void;
 
+use super::abi::multicall_entry;
 use super::buffer::{BufferAllocator, HypercallBuf, Pod};
 use super::ioctl::{sys_ioctl, PrivcmdHypercall, IOCTL_PRIVCMD_HYPERCALL};
 use crate::types::Errno;
 
-/// `__HYPERVISOR_*` numbers (xen/include/public/xen.h).
+/// `__HYPERVISOR_*` numbers (xen/include/public/xen.h), as `privcmd_hypercall.op`.
+// `From` is not const; widening u32 to u64 is lossless.
+#[allow(clippy::cast_lossless)]
 pub(crate) mod nr {
-    /// `__HYPERVISOR_memory_op`.
-    pub(crate) const MEMORY_OP: u64 = 12;
-    /// `__HYPERVISOR_multicall`.
-    pub(crate) const MULTICALL: u64 = 13;
-    /// `__HYPERVISOR_xen_version`.
-    pub(crate) const XEN_VERSION: u64 = 17;
-    /// `__HYPERVISOR_hvm_op`.
-    pub(crate) const HVM_OP: u64 = 34;
-    /// `__HYPERVISOR_sysctl`.
-    pub(crate) const SYSCTL: u64 = 35;
-    /// `__HYPERVISOR_domctl`.
-    pub(crate) const DOMCTL: u64 = 36;
+    pub(crate) const MEMORY_OP: u64 = xg_sys::__HYPERVISOR_memory_op as u64;
+    pub(crate) const MULTICALL: u64 = xg_sys::__HYPERVISOR_multicall as u64;
+    pub(crate) const XEN_VERSION: u64 = xg_sys::__HYPERVISOR_xen_version as u64;
+    pub(crate) const HVM_OP: u64 = xg_sys::__HYPERVISOR_hvm_op as u64;
+    pub(crate) const SYSCTL: u64 = xg_sys::__HYPERVISOR_sysctl as u64;
+    pub(crate) const DOMCTL: u64 = xg_sys::__HYPERVISOR_domctl as u64;
 }
 
 /// How often an ioctl that failed with EINTR or EAGAIN is reissued.
@@ -33,18 +29,6 @@ pub(crate) mod nr {
 /// operations continue inside Xen. Xen uses EAGAIN for "nothing done, try again", so a
 /// short bounded retry is harmless and covers a signal-interrupted ioctl.
 pub(crate) const TRANSIENT_RETRIES: u32 = 8;
-
-/// `multicall_entry_t` (64 bytes on x86_64).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct MulticallEntry {
-    pub(crate) op: u64,
-    pub(crate) result: u64,
-    pub(crate) args: [u64; 6],
-}
-const _: () = assert!(size_of::<MulticallEntry>() == 64);
-// SAFETY: repr(C), integers only, no padding.
-unsafe impl Pod for MulticallEntry {}
 
 /// The privcmd device and the hypercall-buffer allocator of one handle.
 #[derive(Debug)]
@@ -126,12 +110,12 @@ impl Privcmd {
     /// multicall so the full `long` result survives the `int` ioctl return.
     /// Returns the (non-negative) result; results above `~0xfff` are negative errnos.
     pub(crate) fn memory_op(&self, cmd: u32, arg: u64) -> Result<u64, Errno> {
-        let entry = MulticallEntry {
-            op: nr::MEMORY_OP,
-            result: 0,
-            args: [u64::from(cmd), arg, 0, 0, 0, 0],
-        };
-        let call = self.buf_value(&entry)?;
+        let mut call = self.buf_zeroed::<multicall_entry>(1)?;
+        call.update(0, |e| {
+            e.op = nr::MEMORY_OP;
+            e.args[0] = u64::from(cmd);
+            e.args[1] = arg;
+        });
         let rc = self.hypercall(nr::MULTICALL, [call.addr(), 1, 0, 0, 0])?;
         if rc != 0 {
             // libxc treats any non-zero multicall return as failure without errno; Xen

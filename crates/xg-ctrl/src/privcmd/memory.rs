@@ -1,32 +1,27 @@
 //! `__HYPERVISOR_memory_op` and the [`MemoryOps`] implementation.
 
-use super::abi::{self, MemoryReservation};
+use xg_sys as sys;
+
+use super::abi::{self, xen_foreign_memory_map, xen_memory_reservation, xen_pod_target};
 use super::buffer::Pod;
 use super::XenCtrl;
 use crate::error::{Error, Op, Result};
 use crate::ops::{E820Entry, MemoryOps};
 use crate::types::{conv, DomId, Errno, Gfn, MemFlags, PageOrder};
 
-/// `XENMEM_*` sub-operations.
-pub(crate) mod xenmem {
-    pub(crate) const DECREASE_RESERVATION: u32 = 1;
-    pub(crate) const POPULATE_PHYSMAP: u32 = 6;
-    pub(crate) const SET_MEMORY_MAP: u32 = 13;
-    pub(crate) const SET_POD_TARGET: u32 = 16;
-    pub(crate) const CLAIM_PAGES: u32 = 24;
-}
-
 /// The largest `nr_extents` Xen accepts: the upper bits of `cmd` carry the continuation
 /// index (`MEMOP_EXTENT_SHIFT` = 6).
 pub(crate) const MAX_EXTENTS: u64 = (u32::MAX >> 6) as u64;
 
 impl XenCtrl {
-    /// `xc_memory_op`: bounces `arg`, issues the call, returns the non-negative result.
-    fn memory_op<T: Pod>(&self, op: Op, cmd: u32, arg: &T) -> Result<u64> {
-        let buf = self
+    /// `xc_memory_op`: builds the argument in a zeroed hypercall buffer with `fill`,
+    /// issues the call, returns the non-negative result.
+    fn memory_op<T: Pod>(&self, op: Op, cmd: u32, fill: impl FnOnce(&mut T)) -> Result<u64> {
+        let mut buf = self
             .privcmd
-            .buf_value(arg)
+            .buf_zeroed::<T>(1)
             .map_err(|e| Error::hypercall(op, e.0))?;
+        buf.update(0, fill);
         let result = self.privcmd.memory_op(cmd, buf.addr());
         log::trace!("memory_op {op}: {result:?}");
         result.map_err(|e| Error::hypercall(op, e.0))
@@ -54,15 +49,13 @@ impl XenCtrl {
             .privcmd
             .buf_slice(&frames)
             .map_err(|e| Error::hypercall(op, e.0))?;
-        let reservation = MemoryReservation {
-            extent_start: extents.addr(),
-            nr_extents,
-            extent_order: u32::from(order.get()),
-            mem_flags: flags.0,
-            domid: domid.0,
-            _pad: [0; 6],
-        };
-        let done = self.memory_op(op, cmd, &reservation)?;
+        let done = self.memory_op(op, cmd, |r: &mut xen_memory_reservation| {
+            r.extent_start.p = extents.handle();
+            r.nr_extents = nr_extents;
+            r.extent_order = u32::from(order.get());
+            r.mem_flags = flags.0;
+            r.domid = domid.0;
+        })?;
         Ok(conv::u64_to_usize(done.min(nr_extents)))
     }
 }
@@ -77,7 +70,7 @@ impl MemoryOps for XenCtrl {
     ) -> Result<usize> {
         self.reservation_op(
             "memory_op populate_physmap",
-            xenmem::POPULATE_PHYSMAP,
+            sys::XENMEM_populate_physmap,
             domid,
             order,
             flags,
@@ -108,7 +101,7 @@ impl MemoryOps for XenCtrl {
     fn decrease_reservation(&self, domid: DomId, order: PageOrder, gfns: &[Gfn]) -> Result<usize> {
         self.reservation_op(
             "memory_op decrease_reservation",
-            xenmem::DECREASE_RESERVATION,
+            sys::XENMEM_decrease_reservation,
             domid,
             order,
             MemFlags::NONE,
@@ -117,15 +110,17 @@ impl MemoryOps for XenCtrl {
     }
 
     fn claim_pages(&self, domid: DomId, pages: u64) -> Result<()> {
-        let reservation = MemoryReservation {
-            extent_start: 0,
-            nr_extents: pages,
-            extent_order: 0,
-            mem_flags: 0,
-            domid: domid.0,
-            _pad: [0; 6],
-        };
-        match self.memory_op("memory_op claim_pages", xenmem::CLAIM_PAGES, &reservation) {
+        let op = "memory_op claim_pages";
+        // extent_start stays NULL, order and flags 0.
+        let result = self.memory_op(
+            op,
+            sys::XENMEM_claim_pages,
+            |r: &mut xen_memory_reservation| {
+                r.nr_extents = pages;
+                r.domid = domid.0;
+            },
+        );
+        match result {
             // A hypervisor without claims: libxenctrl treats this as success.
             Err(Error::Hypercall {
                 source: Errno(libc::ENOSYS),
@@ -136,13 +131,12 @@ impl MemoryOps for XenCtrl {
     }
 
     fn set_pod_target(&self, domid: DomId, target_pages: u64) -> Result<()> {
-        let target = abi::PodTarget {
-            target_pages,
-            domid: domid.0,
-            ..abi::PodTarget::default()
-        };
-        self.memory_op("memory_op set_pod_target", xenmem::SET_POD_TARGET, &target)
-            .map(|_| ())
+        let op = "memory_op set_pod_target";
+        self.memory_op(op, sys::XENMEM_set_pod_target, |t: &mut xen_pod_target| {
+            t.target_pages = target_pages;
+            t.domid = domid.0;
+        })
+        .map(|_| ())
     }
 
     fn set_memory_map(&self, domid: DomId, map: &[E820Entry]) -> Result<()> {
@@ -163,13 +157,15 @@ impl MemoryOps for XenCtrl {
             .privcmd
             .buf_slice(&entries)
             .map_err(|e| Error::hypercall(OP, e.0))?;
-        let fmap = abi::ForeignMemoryMap {
-            domid: domid.0,
-            nr_entries,
-            buffer: buf.addr(),
-            ..abi::ForeignMemoryMap::default()
-        };
-        self.memory_op(OP, xenmem::SET_MEMORY_MAP, &fmap)
-            .map(|_| ())
+        self.memory_op(
+            OP,
+            sys::XENMEM_set_memory_map,
+            |m: &mut xen_foreign_memory_map| {
+                m.domid = domid.0;
+                m.map.nr_entries = nr_entries;
+                m.map.buffer.p = buf.handle().cast();
+            },
+        )
+        .map(|_| ())
     }
 }

@@ -78,7 +78,7 @@ pub(crate) unsafe fn sys_ioctl(_fd: c_int, request: c_ulong, arg: *mut c_void) -
 /// `addr` must point to a live, readable `T` (a hypercall buffer of the call in flight).
 pub(crate) unsafe fn peek<T: Copy>(addr: u64) -> T {
     // SAFETY: guaranteed by the caller.
-    unsafe { ptr::read_unaligned(addr as usize as *const T) }
+    unsafe { ptr::read_unaligned(crate::types::conv::u64_to_usize(addr) as *const T) }
 }
 
 /// Writes a `T` at user address `addr`, as Xen would.
@@ -88,7 +88,7 @@ pub(crate) unsafe fn peek<T: Copy>(addr: u64) -> T {
 /// `addr` must point to live, writable memory of at least `size_of::<T>()` bytes.
 pub(crate) unsafe fn poke<T: Copy>(addr: u64, value: T) {
     // SAFETY: guaranteed by the caller.
-    unsafe { ptr::write_unaligned(addr as usize as *mut T, value) }
+    unsafe { ptr::write_unaligned(crate::types::conv::u64_to_usize(addr) as *mut T, value) }
 }
 
 /// Reads `len` bytes at `addr`.
@@ -99,7 +99,13 @@ pub(crate) unsafe fn poke<T: Copy>(addr: u64, value: T) {
 pub(crate) unsafe fn peek_bytes(addr: u64, len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
     // SAFETY: guaranteed by the caller; `out` is a fresh allocation.
-    unsafe { ptr::copy_nonoverlapping(addr as usize as *const u8, out.as_mut_ptr(), len) };
+    unsafe {
+        ptr::copy_nonoverlapping(
+            crate::types::conv::u64_to_usize(addr) as *const u8,
+            out.as_mut_ptr(),
+            len,
+        )
+    };
     out
 }
 

@@ -1,11 +1,13 @@
 //! `__HYPERVISOR_sysctl`, `xen_version` and the [`HostOps`] implementation.
 
-use std::mem::size_of;
-use std::ptr;
+use xg_sys as sys;
 
-use super::abi::{self, XenSysctl, SYSCTL_PAYLOAD};
-use super::buffer::{HypercallBuf, Pod};
-use super::domctl::domctl_error;
+use super::abi::{
+    xen_cpuid_leaf, xen_msr_entry, xen_sysctl, xen_sysctl__bindgen_ty_1, xen_sysctl_cputopo,
+    xen_sysctl_meminfo,
+};
+use super::buffer::HypercallBuf;
+use super::domctl::interface_error;
 use super::hypercall::nr;
 use super::XenCtrl;
 use crate::error::{Error, Op, Result};
@@ -15,65 +17,55 @@ use crate::ops::{
 };
 use crate::types::conv;
 
-/// `XEN_SYSCTL_*` command numbers.
-pub(crate) mod cmd {
-    pub(crate) const PHYSINFO: u32 = 3;
-    pub(crate) const CPUTOPOINFO: u32 = 16;
-    pub(crate) const NUMAINFO: u32 = 17;
-    pub(crate) const GET_CPU_POLICY: u32 = 29;
+/// `xen_extraversion_t` length.
+const EXTRAVERSION_LEN: usize = 16;
+/// `xen_capabilities_info_t` length.
+const CAPABILITIES_LEN: usize = 1024;
+
+/// Reads a union member of a sysctl reply.
+macro_rules! member {
+    ($reply:expr, $field:ident) => {
+        // SAFETY: every member of the sysctl union is plain data (Pod) for which any bit
+        // pattern is valid; Xen filled the member this command uses.
+        unsafe { $reply.u.$field }
+    };
 }
 
-/// `XENVER_*` sub-commands.
-pub(crate) mod xenver {
-    pub(crate) const VERSION: u64 = 0;
-    pub(crate) const EXTRAVERSION: u64 = 1;
-    pub(crate) const CAPABILITIES: u64 = 3;
-    /// `xen_extraversion_t` length.
-    pub(crate) const EXTRAVERSION_LEN: usize = 16;
-    /// `xen_capabilities_info_t` length.
-    pub(crate) const CAPABILITIES_LEN: usize = 1024;
+fn buffer_error(op: Op) -> impl Fn(crate::types::Errno) -> Error {
+    move |e| Error::hypercall(op, e.0)
 }
 
 impl XenCtrl {
-    /// Issues one sysctl with `payload` as its union member, copied back afterwards.
-    pub(crate) fn sysctl<P: Pod>(&self, op: Op, command: u32, payload: &mut P) -> Result<()> {
-        const { assert!(size_of::<P>() <= SYSCTL_PAYLOAD) };
-        let mut u = [0u8; SYSCTL_PAYLOAD];
-        // SAFETY: `P` is Pod without implicit padding and fits in `u` (checked above).
-        unsafe {
-            ptr::copy_nonoverlapping(
-                ptr::from_ref(payload).cast::<u8>(),
-                u.as_mut_ptr(),
-                size_of::<P>(),
-            );
-        }
-        let request = XenSysctl {
-            cmd: command,
-            interface_version: SYSCTL_INTERFACE_VERSION,
-            u,
-        };
-        let buf = self
+    /// Issues one sysctl whose union `fill` sets up in a zeroed buffer; returns Xen's
+    /// copy of the sysctl.
+    pub(crate) fn sysctl(
+        &self,
+        op: Op,
+        command: u32,
+        fill: impl FnOnce(&mut xen_sysctl__bindgen_ty_1),
+    ) -> Result<xen_sysctl> {
+        let mut buf = self
             .privcmd
-            .buf_value(&request)
-            .map_err(|e| Error::hypercall(op, e.0))?;
+            .buf_zeroed::<xen_sysctl>(1)
+            .map_err(buffer_error(op))?;
+        buf.update(0, |s| {
+            s.cmd = command;
+            s.interface_version = SYSCTL_INTERFACE_VERSION;
+            fill(&mut s.u);
+        });
         let outcome = self.privcmd.hypercall(nr::SYSCTL, [buf.addr(), 0, 0, 0, 0]);
-        let reply = buf.read().unwrap_or(request);
-        // SAFETY: `reply.u` holds `SYSCTL_PAYLOAD >= size_of::<P>()` bytes and every bit
-        // pattern is a valid `P`.
-        *payload = unsafe { ptr::read_unaligned(reply.u.as_ptr().cast::<P>()) };
         log::trace!("sysctl {op}: {outcome:?}");
-        outcome
-            .map(|_| ())
-            .map_err(|e| domctl_error(op, SYSCTL_INTERFACE_VERSION, e))
+        outcome.map_err(|e| interface_error(op, SYSCTL_INTERFACE_VERSION, e))?;
+        Ok(buf.read().unwrap_or_default())
     }
 
-    fn xen_version_string(&self, op: Op, sub: u64, len: usize) -> Result<String> {
+    fn xen_version_string(&self, op: Op, sub: u32, len: usize) -> Result<String> {
         let buf = self
             .privcmd
             .buf_zeroed::<u8>(len)
-            .map_err(|e| Error::hypercall(op, e.0))?;
+            .map_err(buffer_error(op))?;
         self.privcmd
-            .hypercall(nr::XEN_VERSION, [sub, buf.addr(), 0, 0, 0])
+            .hypercall(nr::XEN_VERSION, [u64::from(sub), buf.addr(), 0, 0, 0])
             .map_err(|e| Error::hypercall(op, e.0))?;
         let mut bytes = buf.to_vec();
         if let Some(end) = bytes.iter().position(|&b| b == 0) {
@@ -81,19 +73,13 @@ impl XenCtrl {
         }
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
-
-    fn physinfo_raw(&self) -> Result<abi::Physinfo> {
-        let mut info = abi::Physinfo::default();
-        self.sysctl("sysctl physinfo", cmd::PHYSINFO, &mut info)?;
-        Ok(info)
-    }
 }
 
 /// Copies the first `nr_leaves`/`nr_msrs` entries of policy buffers into a [`CpuPolicy`].
 pub(crate) fn policy_from_buffers(
-    leaves: &HypercallBuf<'_, abi::CpuidLeaf>,
+    leaves: &HypercallBuf<'_, xen_cpuid_leaf>,
     nr_leaves: u32,
-    msrs: &HypercallBuf<'_, abi::MsrEntry>,
+    msrs: &HypercallBuf<'_, xen_msr_entry>,
     nr_msrs: u32,
 ) -> CpuPolicy {
     let take_leaves = conv::u64_to_usize(u64::from(nr_leaves)).min(leaves.count());
@@ -126,7 +112,10 @@ impl HostOps for XenCtrl {
         const OP: Op = "xen_version";
         let v = self
             .privcmd
-            .hypercall(nr::XEN_VERSION, [xenver::VERSION, 0, 0, 0, 0])
+            .hypercall(
+                nr::XEN_VERSION,
+                [u64::from(sys::XENVER_version), 0, 0, 0, 0],
+            )
             .map_err(|e| Error::hypercall(OP, e.0))?;
         let v = u32::try_from(v).unwrap_or(0);
         Ok(XenVersion {
@@ -134,19 +123,20 @@ impl HostOps for XenCtrl {
             minor: v & 0xFFFF,
             extra: self.xen_version_string(
                 "xen_version extraversion",
-                xenver::EXTRAVERSION,
-                xenver::EXTRAVERSION_LEN,
+                sys::XENVER_extraversion,
+                EXTRAVERSION_LEN,
             )?,
             capabilities: self.xen_version_string(
                 "xen_version capabilities",
-                xenver::CAPABILITIES,
-                xenver::CAPABILITIES_LEN,
+                sys::XENVER_capabilities,
+                CAPABILITIES_LEN,
             )?,
         })
     }
 
     fn physinfo(&self) -> Result<PhysInfo> {
-        let p = self.physinfo_raw()?;
+        let reply = self.sysctl("sysctl physinfo", sys::XEN_SYSCTL_physinfo, |_| {})?;
+        let p = member!(reply, physinfo);
         Ok(PhysInfo {
             threads_per_core: p.threads_per_core,
             cores_per_socket: p.cores_per_socket,
@@ -167,26 +157,24 @@ impl HostOps for XenCtrl {
     fn numainfo(&self) -> Result<NumaInfo> {
         const OP: Op = "sysctl numainfo";
         const TOPO_OP: Op = "sysctl cputopoinfo";
-        // NULL handles: Xen reports the number of nodes (libxl_get_numainfo does the same).
-        let mut sizing = abi::NumaInfo::default();
-        self.sysctl(OP, cmd::NUMAINFO, &mut sizing)?;
-        let n = conv::u64_to_usize(u64::from(sizing.num_nodes));
+        // NULL handles: Xen reports the number of nodes (as libxl_get_numainfo asks).
+        let sizing = self.sysctl(OP, sys::XEN_SYSCTL_numainfo, |_| {})?;
+        let num_nodes = member!(sizing, numainfo).num_nodes;
+        let n = conv::u64_to_usize(u64::from(num_nodes));
         let meminfo = self
             .privcmd
-            .buf_zeroed::<abi::MemInfo>(n)
-            .map_err(|e| Error::hypercall(OP, e.0))?;
+            .buf_zeroed::<xen_sysctl_meminfo>(n)
+            .map_err(buffer_error(OP))?;
         let distance = self
             .privcmd
             .buf_zeroed::<u32>(n.saturating_mul(n))
-            .map_err(|e| Error::hypercall(OP, e.0))?;
-        let mut req = abi::NumaInfo {
-            num_nodes: sizing.num_nodes,
-            _pad: 0,
-            meminfo: meminfo.addr(),
-            distance: distance.addr(),
-        };
-        self.sysctl(OP, cmd::NUMAINFO, &mut req)?;
-        let got = conv::u64_to_usize(u64::from(req.num_nodes)).min(n);
+            .map_err(buffer_error(OP))?;
+        let reply = self.sysctl(OP, sys::XEN_SYSCTL_numainfo, |u| {
+            u.numainfo.num_nodes = num_nodes;
+            u.numainfo.meminfo.p = meminfo.handle();
+            u.numainfo.distance.p = distance.handle();
+        })?;
+        let got = conv::u64_to_usize(u64::from(member!(reply, numainfo).num_nodes)).min(n);
         let nodes = (0..got)
             .filter_map(|i| meminfo.get(i))
             .map(|m| NodeMemory {
@@ -197,20 +185,18 @@ impl HostOps for XenCtrl {
         // Xen lays the matrix out with the returned node count as row length.
         let distance = (0..got * got).filter_map(|i| distance.get(i)).collect();
 
-        let mut topo_sizing = abi::CpuTopoInfo::default();
-        self.sysctl(TOPO_OP, cmd::CPUTOPOINFO, &mut topo_sizing)?;
-        let ncpus = conv::u64_to_usize(u64::from(topo_sizing.num_cpus));
+        let sizing = self.sysctl(TOPO_OP, sys::XEN_SYSCTL_cputopoinfo, |_| {})?;
+        let num_cpus = member!(sizing, cputopoinfo).num_cpus;
+        let ncpus = conv::u64_to_usize(u64::from(num_cpus));
         let topo = self
             .privcmd
-            .buf_zeroed::<abi::CpuTopo>(ncpus)
-            .map_err(|e| Error::hypercall(TOPO_OP, e.0))?;
-        let mut topo_req = abi::CpuTopoInfo {
-            num_cpus: topo_sizing.num_cpus,
-            _pad: 0,
-            cputopo: topo.addr(),
-        };
-        self.sysctl(TOPO_OP, cmd::CPUTOPOINFO, &mut topo_req)?;
-        let cpus = conv::u64_to_usize(u64::from(topo_req.num_cpus)).min(ncpus);
+            .buf_zeroed::<xen_sysctl_cputopo>(ncpus)
+            .map_err(buffer_error(TOPO_OP))?;
+        let reply = self.sysctl(TOPO_OP, sys::XEN_SYSCTL_cputopoinfo, |u| {
+            u.cputopoinfo.num_cpus = num_cpus;
+            u.cputopoinfo.cputopo.p = topo.handle();
+        })?;
+        let cpus = conv::u64_to_usize(u64::from(member!(reply, cputopoinfo).num_cpus)).min(ncpus);
         let cpu_to_node = (0..cpus)
             .filter_map(|i| topo.get(i))
             .map(|t| t.node)
@@ -225,33 +211,31 @@ impl HostOps for XenCtrl {
     fn system_cpu_policy(&self, which: SystemCpuPolicy) -> Result<CpuPolicy> {
         const OP: Op = "sysctl get_cpu_policy";
         let index = which as u32;
-        let mut sizing = abi::SysctlCpuPolicy {
-            index,
-            ..abi::SysctlCpuPolicy::default()
-        };
-        self.sysctl(OP, cmd::GET_CPU_POLICY, &mut sizing)?;
+        let sizing = self.sysctl(OP, sys::XEN_SYSCTL_get_cpu_policy, |u| {
+            u.cpu_policy.index = index;
+        })?;
+        let sizing = member!(sizing, cpu_policy);
         let leaves = self
             .privcmd
-            .buf_zeroed::<abi::CpuidLeaf>(conv::u64_to_usize(u64::from(sizing.nr_leaves)))
-            .map_err(|e| Error::hypercall(OP, e.0))?;
+            .buf_zeroed::<xen_cpuid_leaf>(conv::u64_to_usize(u64::from(sizing.nr_leaves)))
+            .map_err(buffer_error(OP))?;
         let msrs = self
             .privcmd
-            .buf_zeroed::<abi::MsrEntry>(conv::u64_to_usize(u64::from(sizing.nr_msrs)))
-            .map_err(|e| Error::hypercall(OP, e.0))?;
-        let mut req = abi::SysctlCpuPolicy {
-            index,
-            nr_leaves: sizing.nr_leaves,
-            nr_msrs: sizing.nr_msrs,
-            _rsvd: 0,
-            leaves: leaves.addr(),
-            msrs: msrs.addr(),
-        };
-        self.sysctl(OP, cmd::GET_CPU_POLICY, &mut req)?;
+            .buf_zeroed::<xen_msr_entry>(conv::u64_to_usize(u64::from(sizing.nr_msrs)))
+            .map_err(buffer_error(OP))?;
+        let reply = self.sysctl(OP, sys::XEN_SYSCTL_get_cpu_policy, |u| {
+            u.cpu_policy.index = index;
+            u.cpu_policy.nr_leaves = sizing.nr_leaves;
+            u.cpu_policy.nr_msrs = sizing.nr_msrs;
+            u.cpu_policy.leaves.p = leaves.handle();
+            u.cpu_policy.msrs.p = msrs.handle();
+        })?;
+        let got = member!(reply, cpu_policy);
         Ok(policy_from_buffers(
             &leaves,
-            req.nr_leaves,
+            got.nr_leaves,
             &msrs,
-            req.nr_msrs,
+            got.nr_msrs,
         ))
     }
 }

@@ -1,12 +1,20 @@
 //! Marshalling tests of the whole call path with the ioctl substituted (see `mock`).
 
+// Test fixtures convert between libc's signed offsets and our addresses freely.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use libc::c_int;
 
+use super::abi::multicall_entry as MulticallEntry;
 use super::abi::E820Entry as RawE820;
-use super::hypercall::{nr, MulticallEntry};
+use super::hypercall::nr;
 use super::ioctl::{PrivcmdHypercall, PrivcmdMmapBatchV2, PrivcmdMmapResource};
 use super::ioctl::{IOCTL_PRIVCMD_MMAPBATCH_V2, IOCTL_PRIVCMD_MMAP_RESOURCE};
 use super::mock::{self, peek, peek_bytes, poke, u16_at, u32_at, u64_at};
@@ -165,6 +173,7 @@ fn claim_pages_sends_null_extents_and_accepts_enosys() {
         // SAFETY: the live multicall entry and the reservation it points to.
         let entry: MulticallEntry = unsafe { peek(call.arg[0]) };
         assert_eq!(entry.args[0], 24);
+        // SAFETY: the address comes from the request under test and is live during the call.
         let res = unsafe { peek_bytes(entry.args[1], 32) };
         assert_eq!(u64_at(&res, 0), 0, "extent_start NULL");
         assert_eq!(u64_at(&res, 8), 0x4_0000, "nr_extents = pages");
@@ -196,6 +205,7 @@ fn set_pod_target_layout() {
         // SAFETY: live multicall entry and its 40-byte xen_pod_target.
         let entry: MulticallEntry = unsafe { peek(call.arg[0]) };
         assert_eq!(entry.args[0], 16);
+        // SAFETY: the address comes from the request under test and is live during the call.
         let t = unsafe { peek_bytes(entry.args[1], 40) };
         assert_eq!(u64_at(&t, 0), 0x1234);
         assert_eq!(u16_at(&t, 32), 9);
@@ -211,9 +221,11 @@ fn set_memory_map_sends_packed_e820() {
         // SAFETY: live entry, its xen_foreign_memory_map and the e820 array.
         let entry: MulticallEntry = unsafe { peek(call.arg[0]) };
         assert_eq!(entry.args[0], 13);
+        // SAFETY: the address comes from the request under test and is live during the call.
         let m = unsafe { peek_bytes(entry.args[1], 24) };
         assert_eq!(u16_at(&m, 0), 4);
         assert_eq!(u32_at(&m, 8), 2);
+        // SAFETY: the address comes from the request under test and is live during the call.
         let e = unsafe { peek_bytes(u64_at(&m, 16), 40) };
         assert_eq!(u64_at(&e, 0), 0);
         assert_eq!(u64_at(&e, 8), 0xA0000);
@@ -406,6 +418,7 @@ fn vcpu_affinity_sends_one_map_and_returns_the_effective_one() {
         // SAFETY: the bounced 2-byte cpumap.
         assert_eq!(unsafe { peek_bytes(map, 2) }, vec![0xFF, 0x01]);
         // Xen writes back the effective mask.
+        // SAFETY: the address comes from the request under test and is live during the call.
         unsafe { poke(map, [0x0Fu8, 0x00]) };
         Ok(0)
     });
@@ -497,6 +510,7 @@ fn hvm_param_get_and_set() {
         assert_eq!(u32_at(&p, 4), 1, "HVM_PARAM_STORE_PFN");
         match call.arg[0] {
             0 => assert_eq!(u64_at(&p, 8), 0xFEFFF),
+            // SAFETY: the address comes from the request under test and is live during the call.
             1 => unsafe { poke(call.arg[1] + 8, 0xFEFFEu64) },
             other => panic!("hvmop {other}"),
         }
@@ -524,6 +538,7 @@ fn set_cpu_policy_presets_error_indices() {
             (u32_at(&leaf, 0), u32_at(&leaf, 4), u32_at(&leaf, 20)),
             (7, 0, 0xD)
         );
+        // SAFETY: the address comes from the request under test and is live during the call.
         let msr = unsafe { peek_bytes(u64_at(u, 16), 16) };
         assert_eq!((u32_at(&msr, 0), u64_at(&msr, 8)), (0x10A, 0x55));
         // SAFETY: err_leaf of the live domctl.
@@ -743,6 +758,7 @@ impl FakeGuest {
         let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
         // SAFETY: sizing our own memfd.
         assert_eq!(
+            // SAFETY: the address comes from the request under test and is live during the call.
             unsafe { libc::ftruncate(std::os::fd::AsRawFd::as_raw_fd(&fd), (pages * 4096) as i64) },
             0
         );
