@@ -174,6 +174,17 @@ fn watches_fire_immediately_and_on_change() {
         other.write(NONE, "/w/c", b"3").unwrap();
         assert_eq!(xs.wait_event(Duration::from_millis(200)).unwrap(), None);
         assert_eq!(errno(&xs.unwatch("/w", "tok")), libc::ENOENT);
+
+        // Events still queued for a token are dropped with its last watch.
+        xs.watch("/q", "gone").unwrap();
+        xs.watch("/q2", "kept").unwrap();
+        xs.write(NONE, "/q/x", b"1").unwrap();
+        xs.unwatch("/q", "gone").unwrap();
+        let mut rest = Vec::new();
+        while let Some(e) = xs.wait_event(Duration::from_millis(200)).unwrap() {
+            rest.push(e);
+        }
+        assert_eq!(rest, [event("/q2", "kept")]);
     });
 }
 
