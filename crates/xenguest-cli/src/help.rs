@@ -40,7 +40,8 @@ This implementation's options:
                         XENSTORED_PATH (default with privcmd)
   --platform KEY=VALUE  seed the in-memory store; KEY is relative to the domain's
                         platform/ directory unless it starts with platform/,
-                        hvmloader/, vm-data/ or / (repeatable)
+                        hvmloader/, vm-data/ or / (repeatable); the memory store
+                        gets vcpu/number=1 and vcpu/current=1 unless given
   --platform-file FILE  KEY=VALUE lines, '#' comments
   --sysfs-root DIR      where to read PCI devices from (default /sys)
   --trace FILE.jsonl    record every hypercall and Xenstore operation

@@ -11,6 +11,7 @@ mod control;
 mod help;
 mod logging;
 mod run;
+mod summary;
 
 use std::process::ExitCode;
 
@@ -113,11 +114,13 @@ fn dispatch(args: &Args, chan: &mut Channel) -> Result<(), Vec<String>> {
         return Err(vec!["xenguest: missing command line options\n".to_owned()]);
     }
     match mode {
-        Mode::HvmBuild => {
-            let (store, console) = run::hvm_build(args)?;
-            chan.result(store, console);
-            Ok(())
-        }
+        Mode::HvmBuild => match run::hvm_build(args)? {
+            run::Done::Built(store, console) => {
+                chan.result(store, console);
+                Ok(())
+            }
+            run::Done::Planned => Ok(()),
+        },
         Mode::Test => Err(vec!["xenguest: test mode not supported\n".to_owned()]),
         other => Err(vec![format!(
             "xenguest: mode '{}' is not supported yet\n",

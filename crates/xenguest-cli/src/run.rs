@@ -1,8 +1,332 @@
-//! Running a build: opening the backend and the store, the build, the summary.
+//! Running `-mode hvm_build`: opening the backend and the store, the simulator's
+//! `build_pre`, the build, the plan, the summary and the memory map.
 
-use crate::args::Args;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-/// Runs `-mode hvm_build`; returns (store pfn, console pfn) or the error lines.
-pub fn hvm_build(_args: &Args) -> Result<(u64, u64), Vec<String>> {
-    Err(vec!["xenguest: hvm_build is not wired up yet\n".to_owned()])
+use xg_build::pci::PciHost;
+use xg_build::xstrace::TracedStore;
+use xg_build::{toolstack, BuildError, HvmBuildOutcome, HvmBuildRequest, Strategy};
+use xg_ctrl::sim::Simulator;
+use xg_ctrl::trace::{TraceSink, Traced};
+use xg_ctrl::{DomId, Hypervisor};
+use xg_store::{MemStore, Store, TxId};
+
+use crate::args::{Args, Backend, Populate, StoreKind};
+
+/// `IPXE_PATH` of the XS-8 build.
+const IPXE_PATH: &str = "/usr/share/ipxe/ipxe.bin";
+
+/// What a successful run produced.
+#[derive(Debug)]
+pub enum Done {
+    /// A build: the two numbers of the result line.
+    Built(u64, u64),
+    /// `--plan`: the plan was printed.
+    Planned,
+}
+
+type Lines = Vec<String>;
+
+fn line(s: impl Into<String>) -> Lines {
+    let mut s = s.into();
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    vec![s]
+}
+
+/// Validated numbers of the command line.
+struct Numbers {
+    domid: DomId,
+    mem_max_mib: u64,
+    mem_start_mib: u64,
+    store_port: u32,
+    console_port: u32,
+    store_domid: DomId,
+    console_domid: DomId,
+    mem_pnode: Option<u32>,
+}
+
+fn numbers(a: &Args) -> Result<Numbers, Lines> {
+    let domid = u16::try_from(a.domid)
+        .ok()
+        .filter(|d| (1..0x7FF0).contains(d))
+        .ok_or_else(|| line(format!("xenguest: invalid domid {}", a.domid)))?;
+    let mib = |v: i32, name: &str| {
+        u64::try_from(v)
+            .ok()
+            .filter(|m| *m > 0)
+            .ok_or_else(|| line(format!("xenguest: invalid -{name} {v}")))
+    };
+    let port = |v: i32, name: &str| {
+        u32::try_from(v).map_err(|_| line(format!("xenguest: invalid -{name} {v}")))
+    };
+    let backend_dom = |v: i32, name: &str| {
+        u16::try_from(v)
+            .map(DomId)
+            .map_err(|_| line(format!("xenguest: invalid -{name} {v}")))
+    };
+    Ok(Numbers {
+        domid: DomId(domid),
+        mem_max_mib: mib(a.mem_max_mib, "mem_max_mib")?,
+        mem_start_mib: mib(a.mem_start_mib, "mem_start_mib")?,
+        store_port: port(a.store_port, "store_port")?,
+        console_port: port(a.console_port, "console_port")?,
+        store_domid: backend_dom(a.store_domid, "store_domid")?,
+        console_domid: backend_dom(a.console_domid, "console_domid")?,
+        mem_pnode: match a.mem_pnode {
+            None => None,
+            Some(n) => Some(
+                u32::try_from(n).map_err(|_| line(format!("xenguest: invalid -mem_pnode {n}")))?,
+            ),
+        },
+    })
+}
+
+fn pci_host(a: &Args) -> PciHost<xg_build::pci::SysfsRmrr> {
+    match &a.sysfs_root {
+        Some(root) => PciHost::at(root),
+        None => PciHost::system(),
+    }
+}
+
+/// Runs `-mode hvm_build` (or `--plan`).
+pub fn hvm_build(a: &Args) -> Result<Done, Lines> {
+    let n = numbers(a)?;
+    if a.plan {
+        let plan = xg_build::plan::plan_hvm(
+            &pci_host(a),
+            n.mem_max_mib,
+            n.mem_start_mib,
+            a.vgpu,
+            a.pci_passthrough.as_deref(),
+            n.mem_pnode,
+        )
+        .map_err(|e| build_error_lines(&e))?;
+        let json = serde_json::to_string_pretty(&plan)
+            .map_err(|e| line(format!("xenguest: cannot render the plan: {e}")))?;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{json}");
+        return Ok(Done::Planned);
+    }
+    match a.backend {
+        Backend::Sim => {
+            let sim = match &a.host {
+                Some(p) => Simulator::from_file(p),
+                None => Ok(Simulator::default()),
+            }
+            .map_err(|e| {
+                log::error!("{}", chain(&e));
+                line("xenguest: Failed to open xc interface")
+            })?;
+            with_trace(sim, a, &n)
+        }
+        Backend::Privcmd => {
+            let xc = xg_ctrl::XenCtrl::open().map_err(|e| {
+                log::error!("{}", chain(&e));
+                line("xenguest: Failed to open xc interface")
+            })?;
+            with_trace(xc, a, &n)
+        }
+    }
+}
+
+fn with_trace<H: Hypervisor>(hv: H, a: &Args, n: &Numbers) -> Result<Done, Lines> {
+    let store_kind = a.store.unwrap_or(match a.backend {
+        Backend::Sim => StoreKind::Memory,
+        Backend::Privcmd => StoreKind::Socket,
+    });
+    let store: Box<dyn Store> = match store_kind {
+        StoreKind::Memory => Box::new(MemStore::new()),
+        StoreKind::Socket => Box::new(xg_store::Client::open().map_err(|e| {
+            log::error!("{}", chain(&e));
+            line("xenguest: Failed to open xenstore interface")
+        })?),
+    };
+    match &a.trace {
+        Some(path) => {
+            let sink = TraceSink::create(path).map_err(|e| {
+                line(format!(
+                    "xenguest: cannot create trace file {}: {}",
+                    path.display(),
+                    chain(&e)
+                ))
+            })?;
+            let traced = Traced::new(hv, sink.clone());
+            let tstore = TracedStore::new(store.as_ref(), sink.clone());
+            let r = build(&traced, &tstore, a, n, store_kind);
+            if let Err(e) = sink.flush() {
+                log::warn!("Flushing the trace failed: {e}");
+            }
+            r
+        }
+        None => build(&hv, store.as_ref(), a, n, store_kind),
+    }
+}
+
+fn read_lines_file(path: &Path) -> Result<Vec<(String, String)>, Lines> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        line(format!(
+            "xenguest: cannot read platform file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let mut out = Vec::new();
+    for l in text.lines() {
+        let l = l.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        match l.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => out.push((k.trim().to_owned(), v.to_owned())),
+            _ => {
+                return Err(line(format!(
+                    "xenguest: bad line in platform file {}: '{l}'",
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the firmware loader; with the simulator a missing file means the built-in test
+/// firmware.
+fn firmware(a: &Args) -> Result<(Vec<u8>, String), Lines> {
+    let path = a.image.as_deref().unwrap_or_default();
+    match std::fs::read(path) {
+        Ok(data) => Ok((data, path.to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.backend == Backend::Sim => {
+            log::warn!("{path} not found: using the built-in test firmware");
+            Ok((
+                xg_guest::firmware::builtin_test_firmware(),
+                format!("built-in test firmware ({path} not found)"),
+            ))
+        }
+        Err(e) => {
+            let errno = e.raw_os_error().unwrap_or(libc::EIO);
+            log::error!("Reading {path} failed: {e}");
+            Err(line(format!(
+                "xenguest: xc_dom_kernel_file: [{errno}] {}",
+                xg_build::error::strerror(errno)
+            )))
+        }
+    }
+}
+
+fn build<H: Hypervisor + ?Sized>(
+    hv: &H,
+    store: &dyn Store,
+    a: &Args,
+    n: &Numbers,
+    store_kind: StoreKind,
+) -> Result<Done, Lines> {
+    let started = Instant::now();
+    let path = store.get_domain_path(u32::from(n.domid.0)).map_err(|e| {
+        log::error!("{}", chain(&e));
+        line("Failed to obtain XenStore domain path")
+    })?;
+
+    // Seed the platform keys (the toolstack's job on a real host).
+    let mut seed = Vec::new();
+    for f in &a.platform_files {
+        seed.extend(read_lines_file(f)?);
+    }
+    seed.extend(a.platform.iter().cloned());
+    if store_kind == StoreKind::Memory {
+        // xenopsd always writes the vCPU count; a person at a shell gets one vCPU.
+        for (k, v) in [("vcpu/number", "1"), ("vcpu/current", "1")] {
+            let given = seed
+                .iter()
+                .any(|(s, _)| toolstack::platform_key(&path, s) == toolstack::platform_key(&path, k));
+            if !given {
+                seed.insert(0, (k.to_owned(), v.to_owned()));
+            }
+        }
+    }
+    for (k, v) in &seed {
+        store
+            .write(TxId::NONE, &toolstack::platform_key(&path, k), v.as_bytes())
+            .map_err(|e| line(format!("xenguest: cannot seed {k}: {}", chain(&e))))?;
+    }
+    if a.backend == Backend::Sim {
+        toolstack::build_pre(hv, store, n.domid, n.mem_max_mib)
+            .map_err(|e| build_error_lines(&e))?;
+    }
+
+    let (fw, fw_label) = firmware(a)?;
+    let ipxe = match std::fs::read(IPXE_PATH) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            log::info!("No iPXE ROM at {IPXE_PATH} ({e}): building without it");
+            None
+        }
+    };
+    let mut req = HvmBuildRequest::new(n.domid, n.mem_max_mib, n.mem_start_mib, fw);
+    req.ipxe = ipxe;
+    req.store_evtchn = n.store_port;
+    req.console_evtchn = n.console_port;
+    req.store_domid = n.store_domid;
+    req.console_domid = n.console_domid;
+    req.vgpu = a.vgpu;
+    req.force = a.force;
+    req.pci_passthrough.clone_from(&a.pci_passthrough);
+    req.mem_pnode = n.mem_pnode;
+    req.strategy = match a.populate {
+        Populate::Compat => Strategy::Compat,
+        Populate::Batched => Strategy::Batched,
+    };
+    let out = xg_build::build_hvm(hv, store, &pci_host(a), &req).map_err(|e| build_error_lines(&e))?;
+
+    if let Some(svg_path) = &a.memory_map {
+        write_memory_map(svg_path, &out)?;
+    }
+    if !a.quiet {
+        let summary = crate::summary::render(&crate::summary::Context {
+            outcome: &out,
+            firmware: &fw_label,
+            backend: match a.backend {
+                Backend::Sim => "sim",
+                Backend::Privcmd => "privcmd",
+            },
+            store: match store_kind {
+                StoreKind::Memory => "memory",
+                StoreKind::Socket => "socket",
+            },
+            total: started.elapsed(),
+            memory_map: a.memory_map.as_deref(),
+            trace: a.trace.as_deref(),
+        });
+        let _ = std::io::stderr().write_all(summary.as_bytes());
+    }
+    Ok(Done::Built(out.store_pfn, out.console_pfn))
+}
+
+fn write_memory_map(path: &PathBuf, out: &HvmBuildOutcome) -> Result<(), Lines> {
+    std::fs::write(path, xg_build::svg::memory_map(out)).map_err(|e| {
+        line(format!(
+            "xenguest: cannot write memory map {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The error lines of a build failure, after logging the whole cause chain.
+pub fn build_error_lines(e: &BuildError) -> Lines {
+    log::error!("{}", chain(e));
+    e.wire_lines()
+}
+
+/// An error and its causes, `: `-joined.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

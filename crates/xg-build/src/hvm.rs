@@ -116,6 +116,8 @@ pub struct ParamsOutcome {
 /// Everything a successful build did.
 #[derive(Debug, Clone)]
 pub struct HvmBuildOutcome {
+    /// The domain built.
+    pub domid: DomId,
     /// `dom->xenstore_pfn`: the first number of the result line.
     pub store_pfn: u64,
     /// `dom->console_pfn`: the second number.
@@ -418,6 +420,7 @@ where
     t.lap("xenstore commit");
 
     Ok(HvmBuildOutcome {
+        domid,
         store_pfn: setup.special.xenstore_pfn,
         console_pfn: setup.special.console_pfn,
         flags,

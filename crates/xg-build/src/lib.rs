@@ -9,7 +9,9 @@ pub mod flags;
 pub mod hvm;
 pub mod mem;
 pub mod pci;
+pub mod plan;
 pub mod safety;
+pub mod svg;
 pub mod toolstack;
 pub mod xstrace;
 #[cfg(test)]
