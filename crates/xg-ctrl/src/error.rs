@@ -36,6 +36,24 @@ pub enum Error {
         /// The interface version this build sends.
         compiled: u32,
     },
+    /// Xen's audit rejected a domain CPU policy (`XEN_DOMCTL_set_cpu_policy`). The
+    /// indices name the offending CPUID leaf/subleaf or MSR; `0xffffffff` means "not this".
+    #[error(
+        "Hypervisor rejected the CPU policy of domain {domid}: leaf {err_leaf:#x} subleaf {err_subleaf:#x} msr {err_msr:#x}"
+    )]
+    CpuPolicyRejected {
+        /// The domain.
+        domid: DomId,
+        /// `err_leaf`.
+        err_leaf: u32,
+        /// `err_subleaf`.
+        err_subleaf: u32,
+        /// `err_msr`.
+        err_msr: u32,
+        /// The errno of the domctl.
+        #[source]
+        source: Errno,
+    },
     /// A guest frame could not be foreign-mapped.
     #[error("Mapping guest frame {gfn} of domain {domid} failed")]
     ForeignMap {
@@ -81,7 +99,9 @@ impl Error {
     /// The errno carried by this error, if any (`EBUSY` for [`Error::Partial`], as libxenctrl).
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Error::Hypercall { source, .. } | Error::ForeignMap { source, .. } => Some(source.0),
+            Error::Hypercall { source, .. }
+            | Error::ForeignMap { source, .. }
+            | Error::CpuPolicyRejected { source, .. } => Some(source.0),
             Error::Open { source, .. } => source.raw_os_error(),
             Error::InterfaceVersion { .. } => Some(libc::EACCES),
             Error::Partial { .. } => Some(libc::EBUSY),

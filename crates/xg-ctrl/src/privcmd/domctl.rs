@@ -492,16 +492,20 @@ impl DomainOps for XenCtrl {
                 u.cpu_policy.err_msr = NO_ERROR_INDEX;
             },
         );
-        if outcome.is_err() {
-            let p = member!(reply, cpu_policy);
-            log::warn!(
-                "{OP} d{domid} rejected: err_leaf {:#x} err_subleaf {:#x} err_msr {:#x}",
-                p.err_leaf,
-                p.err_subleaf,
-                p.err_msr
-            );
+        match outcome {
+            // EACCES (interface version) and the like say nothing about the policy.
+            Err(Error::Hypercall { source, .. }) => {
+                let p = member!(reply, cpu_policy);
+                Err(Error::CpuPolicyRejected {
+                    domid,
+                    err_leaf: p.err_leaf,
+                    err_subleaf: p.err_subleaf,
+                    err_msr: p.err_msr,
+                    source,
+                })
+            }
+            other => other,
         }
-        outcome
     }
 
     fn hvm_context(&self, domid: DomId) -> Result<Vec<u8>> {

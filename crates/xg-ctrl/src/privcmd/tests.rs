@@ -560,12 +560,23 @@ fn set_cpu_policy_presets_error_indices() {
             val: 0x55,
         }],
     };
-    assert_eq!(
-        xc.set_domain_cpu_policy(DomId(1), &policy)
-            .unwrap_err()
-            .errno(),
-        Some(libc::EINVAL)
-    );
+    let err = xc.set_domain_cpu_policy(DomId(1), &policy).unwrap_err();
+    assert_eq!(err.errno(), Some(libc::EINVAL));
+    match err {
+        Error::CpuPolicyRejected {
+            domid,
+            err_leaf,
+            err_subleaf,
+            err_msr,
+            ..
+        } => {
+            assert_eq!(
+                (domid, err_leaf, err_subleaf, err_msr),
+                (DomId(1), 7, u32::MAX, u32::MAX)
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 #[test]
