@@ -146,13 +146,15 @@ fn random_case(rng: &mut SmallRng) -> (HostModel, OracleArgs) {
     }
 
     let mut host = HostModel::default();
-    // Failing 2 MiB extents turn every 8 MiB into a 4 KiB call: keep those guests small.
-    let small = mem_mib <= 64 << 10;
+    // Failing superpages multiply the calls (129 per GiB without 1 GiB pages, 2 per 8 MiB
+    // without 2 MiB pages): keep those guests at a size that keeps the test quick.
+    let small = mem_mib <= 32 << 10;
+    let medium = mem_mib <= 256 << 10;
     match rng.gen_range(0..10) {
-        0 => host.fail_orders = vec![18],
+        0 if medium => host.fail_orders = vec![18],
         1 if small => host.fail_orders = vec![9],
         2 if small => host.fail_orders = vec![18, 9],
-        3 => host.fragment = vec![(18, rng.gen_range(0..8))],
+        3 if medium => host.fragment = vec![(18, rng.gen_range(0..8))],
         4 if small => host.fragment = vec![(18, rng.gen_range(0..4)), (9, rng.gen_range(0..4000))],
         5 => {
             let nodes = rng.gen_range(1..=4);
@@ -171,6 +173,8 @@ fn random_configurations_match_libxenguest() {
     let mut rng = SmallRng::seed_from_u64(0x5eed_4_17);
     for i in 0..220 {
         let (host, args) = random_case(&mut rng);
-        compare(bin, &format!("random-{i}"), &host, &args);
+        let t = std::time::Instant::now();
+        let calls = compare(bin, &format!("random-{i}"), &host, &args);
+        println!("random-{i}: {calls} identical records in {:?}: {:?} {:?}", t.elapsed(), args.cli(), host.env());
     }
 }
