@@ -315,7 +315,14 @@ fn write_memory_map(path: &PathBuf, out: &HvmBuildOutcome) -> Result<(), Lines> 
 
 /// The error lines of a build failure, after logging the whole cause chain.
 pub fn build_error_lines(e: &BuildError) -> Lines {
-    log::error!("{}", chain(e));
+    // A refusal's message is the error line itself; other failures have a cause chain
+    // worth seeing next to xenguest's terse line.
+    if !matches!(
+        e.kind,
+        xg_build::ErrorKind::Refused { .. } | xg_build::ErrorKind::HostFile { .. }
+    ) {
+        log::error!("{}", chain(e));
+    }
     e.wire_lines()
 }
 

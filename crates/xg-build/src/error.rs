@@ -197,8 +197,23 @@ impl BuildError {
 }
 
 fn guest_errno(kind: &ErrorKind) -> i32 {
+    use xg_guest::error::SetupError;
+    let ErrorKind::Guest(g) = kind else {
+        return libc::EIO;
+    };
+    if let Some(
+        SetupError::Featureset(_)
+        | SetupError::Elf(_)
+        | SetupError::TooManyModules { .. }
+        | SetupError::ModuleCmdlineTooLong { .. }
+        | SetupError::TooManyVcpus { .. }
+        | SetupError::GuestTypeUnsupported { .. },
+    ) = g.downcast_ref::<SetupError>()
+    {
+        return libc::EINVAL;
+    }
     // Walk the chain for an xg_ctrl error: that is where an errno lives.
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(kind);
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(g.as_ref());
     while let Some(e) = cur {
         if let Some(x) = e.downcast_ref::<xg_ctrl::Error>() {
             return x.errno().unwrap_or(libc::EIO);
@@ -208,6 +223,8 @@ fn guest_errno(kind: &ErrorKind) -> i32 {
         }
         cur = e.source();
     }
+    // libxenguest reports what is left (segment placement, meminit consistency) as
+    // XC_OUT_OF_MEMORY.
     libc::ENOMEM
 }
 
