@@ -557,7 +557,7 @@ mod tests {
         assert!(!test_bit(&fs, feature::PAE));
         // Without ITSC on the host, nomigrate does not add it.
         inputs.nomigrate = true;
-        let fs = vm_featureset(&inputs, &vec![0; FEATURESET_NR_ENTRIES], &default).unwrap();
+        let fs = vm_featureset(&inputs, &[0; FEATURESET_NR_ENTRIES], &default).unwrap();
         assert!(!test_bit(&fs, feature::ITSC));
     }
 

@@ -257,7 +257,7 @@ impl<'a> HvmFirmware<'a> {
                 });
             }
         }
-        if pstart % PAGE_SIZE != 0 {
+        if !pstart.is_multiple_of(PAGE_SIZE) {
             return Err(ElfError::UnalignedStart { pstart });
         }
         if pend > 1 << 32 {

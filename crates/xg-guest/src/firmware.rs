@@ -194,7 +194,7 @@ pub fn builtin_test_firmware() -> Vec<u8> {
 }
 
 fn pad_to(buf: &mut Vec<u8>, align: usize) {
-    while buf.len() % align != 0 {
+    while !buf.len().is_multiple_of(align) {
         buf.push(0);
     }
 }

@@ -121,7 +121,7 @@ impl SegmentAllocator {
     /// it), else at the cursor.
     pub fn alloc(&mut self, name: &str, start: u64, size: u64) -> Result<Segment, SegmentError> {
         if start != 0 {
-            if start % PAGE_SIZE != 0 {
+            if !start.is_multiple_of(PAGE_SIZE) {
                 return Err(SegmentError::UnalignedBoundary { boundary: start });
             }
             let cursor = self.pfn_alloc_end << PAGE_SHIFT;

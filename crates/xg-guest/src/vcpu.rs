@@ -265,11 +265,11 @@ mod tests {
 
     fn fake_blob() -> Vec<u8> {
         let mut b = descriptor(TYPE_HEADER, 0, HEADER_LEN).to_vec();
-        b.extend((0..24).map(|i| i as u8 + 1));
+        b.extend(1..=24u8);
         b.extend_from_slice(&descriptor(TYPE_CPU, 0, CPU_LEN));
-        b.extend(std::iter::repeat(0xAA).take(CPU_LEN));
+        b.extend(std::iter::repeat_n(0xAA, CPU_LEN));
         b.extend_from_slice(&descriptor(TYPE_MTRR, 0, MTRR_LEN));
-        b.extend(std::iter::repeat(0x55).take(MTRR_LEN));
+        b.extend(std::iter::repeat_n(0x55, MTRR_LEN));
         b.extend_from_slice(&descriptor(TYPE_END, 0, 0));
         b
     }
