@@ -334,3 +334,42 @@ fn special_page_population_failure_is_fatal() {
 fn libc_einval() -> i32 {
     22
 }
+
+#[test]
+fn without_device_model_pvh_style() {
+    let image = builtin_test_firmware();
+    let sim = sim_with_guest(3);
+    let mut inp = inputs(&image);
+    inp.device_model = false;
+    inp.max_vcpus = 3;
+    inp.cmdline = Some("console=hvc0 root=/dev/xvda1".into());
+    let out = build_image(&sim, DOMID, &inp).unwrap();
+
+    // No hvm_info page, no ioreq-server pages or params.
+    assert_eq!(out.hvm_info, None);
+    assert!(read(&sim, HVM_INFO_PADDR, 48).iter().all(|b| *b == 0));
+    assert_eq!(sim.hvm_param(DOMID, param::IOREQ_SERVER_PFN).unwrap(), 0);
+    assert!(
+        sim.read_guest(DOMID, 0xfeff0 << 12, &mut [0u8; 8]).is_err(),
+        "not populated"
+    );
+
+    // The kernel command line follows the start info, rounded up to 8 bytes.
+    let si = read(&sim, out.start_info.paddr, out.start_info.bytes.len());
+    assert_eq!(u64_at(&si, 24), out.start_info.paddr + 56);
+    assert_eq!(&si[56..56 + 29], b"console=hvc0 root=/dev/xvda1\0");
+    assert_eq!(u64_at(&si, 16), 0, "no modules");
+
+    // Every vCPU got write-back MTRRs with the default type enabled.
+    let blob = sim.hvm_context(DOMID).unwrap();
+    let mtrrs: Vec<_> = records(&blob)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.typecode == xg_guest::vcpu::TYPE_MTRR)
+        .collect();
+    assert_eq!(mtrrs.len(), 3);
+    for r in mtrrs {
+        let off = r.offset + xg_guest::vcpu::MTRR_DEF_TYPE_OFF;
+        assert_eq!(u64_at(&blob, off), 0x806, "vCPU {}", r.instance);
+    }
+}
