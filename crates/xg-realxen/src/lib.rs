@@ -1,0 +1,38 @@
+//! Support for the tests that run inside dom0 of a real Xen.
+//!
+//! The tests in `tests/` are `#[ignore]`d, so an ordinary `cargo test` only lists them.
+//! `cargo xtask xen-test` builds them as static binaries, boots Xen 4.17 with a Debian
+//! dom0 under QEMU (the `xen-in-qemu` fixture) and runs them there with
+//! `--include-ignored`; see docs/REAL-XEN.md.
+//!
+//! Modules: [`cmd`] runs Debian's tools (`xl`, `xenstore-*`) and parses their output,
+//! [`domain`] creates domains the way xenopsd does and destroys them on drop,
+//! [`trace`] reads our hypercall traces and reduces them to what two backends must agree on.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cmd;
+pub mod domain;
+pub mod trace;
+
+use std::path::PathBuf;
+
+/// Whether this process runs in the control domain of a real Xen (`control_d` in
+/// `/proc/xen/capabilities` and a privcmd device).
+pub fn in_dom0() -> bool {
+    let caps = std::fs::read_to_string("/proc/xen/capabilities").unwrap_or_default();
+    caps.contains("control_d") && std::path::Path::new(xg_ctrl::privcmd::PRIVCMD_PATH).exists()
+}
+
+/// Where `cargo xtask xen-test` puts our `xenguest` in dom0 (`XG_XENGUEST` overrides).
+pub fn xenguest_path() -> PathBuf {
+    std::env::var_os("XG_XENGUEST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/xg/bin/xenguest"))
+}
+
+/// Debian's hvmloader, as xenopsd passes it to xenguest.
+pub const HVMLOADER: &str = "/usr/lib/xen-4.17/boot/hvmloader";
+
+/// Message of the `#[ignore]` attribute every test here carries.
+pub const IGNORE_REASON: &str = "needs dom0 of a real Xen: run `cargo xtask xen-test`";
