@@ -1,8 +1,12 @@
 //! The Xenstore client over a Unix socket or `/dev/xen/xenbus`.
 //!
-//! Requests are pipelined: [`Store::submit`] writes every request of a batch (within a
-//! window of [`WINDOW_BYTES`] unanswered bytes, so neither side can block on a full
-//! socket) before reading replies, and matches replies to requests by `req_id`. Watch
+//! Requests are pipelined on the socket: [`Store::submit`] writes every request of a
+//! batch (within a window of [`WINDOW_BYTES`] unanswered bytes, so neither side can block
+//! on a full socket) before reading replies, and matches replies to requests by `req_id`.
+//! On `/dev/xen/xenbus` requests go one at a time: Linux (checked on 6.1) keeps a queued
+//! request's body in the file's single write buffer until its xenbus thread copies it to
+//! the ring, so a second write can overwrite the first request (a batch of pipelined
+//! writes was seen to lose data in dom0). Watch
 //! events that arrive in between are queued for [`Client::wait_event`]. Every wait for a
 //! reply is bounded by the client's timeout.
 
@@ -391,6 +395,7 @@ impl Inner {
         let mut in_flight = 0usize;
         let mut next = 0usize;
         let mut deadline = Instant::now() + self.timeout;
+        let xenbus = matches!(self.conn, Conn::Xenbus { .. });
         loop {
             // Fill the window.
             let mut batch: Vec<&[u8]> = Vec::new();
@@ -400,6 +405,11 @@ impl Inner {
                     continue;
                 };
                 if in_flight > 0 && in_flight + bytes.len() > WINDOW_BYTES {
+                    break;
+                }
+                // Linux's xenbus device queues a request with its body still in the
+                // per-file write buffer, which the next write overwrites: one at a time.
+                if xenbus && !pending.is_empty() {
                     break;
                 }
                 batch.push(bytes);
