@@ -34,6 +34,11 @@ fn default_featureset_with_nx_and_pae_off() {
         "platform/pae absent hides PAE"
     );
     assert!(
+        !test_bit(&fs, feature::LM) && !test_bit(&fs, feature::PAGE1GB),
+        "and long mode with it"
+    );
+    assert!(test_bit(&default, feature::LM));
+    assert!(
         !test_bit(&fs, feature::HTT),
         "XenServer HVM topology hides HTT"
     );
