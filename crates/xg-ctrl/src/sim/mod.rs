@@ -68,6 +68,9 @@ const EEXIST: i32 = libc::EEXIST;
 const EINVAL: i32 = libc::EINVAL;
 const ENOSPC: i32 = libc::ENOSPC;
 
+/// One p2m run as `(first gfn, order, extents, node)`; `node` is `None` for PoD entries.
+pub type P2mRun = (u64, u8, u64, Option<u32>);
+
 /// A simulated Xen 4.17 host. All methods take `&self`; the state sits behind a mutex.
 #[derive(Debug)]
 pub struct Simulator {
@@ -186,6 +189,26 @@ impl Simulator {
         Some(snapshot_of(domid.0, d))
     }
 
+    /// A domain's p2m as runs `(first gfn, order, extents, node)` in gfn order, `node`
+    /// `None` for PoD entries; `None` if the domain does not exist. Read-only, for
+    /// comparing the final gfn -> (order, node) maps of two builds.
+    pub fn p2m_runs(&self, domid: DomId) -> Option<Vec<P2mRun>> {
+        let st = self.lock();
+        let d = st.domains.get(&domid.0)?;
+        Some(
+            d.p2m
+                .runs()
+                .map(|(gfn, run)| {
+                    let node = match run.backing {
+                        p2m::Backing::Ram { node, .. } => Some(node),
+                        p2m::Backing::Pod => None,
+                    };
+                    (gfn, run.order, run.count, node)
+                })
+                .collect(),
+        )
+    }
+
     /// The state of the host.
     pub fn host_snapshot(&self) -> HostSnapshot {
         let st = self.lock();
@@ -257,10 +280,17 @@ impl Simulator {
         for (id, d) in &st.domains {
             let mut charged = 0;
             for (_, run) in d.p2m.runs() {
-                if let Backing::Ram { .. } = run.backing {
-                    for k in 0..run.count {
-                        let mfn = run.mfn_of(k).unwrap_or(0);
-                        spans.push((mfn, pages(run.order), "domain"));
+                if let Backing::Ram { mfn, step, .. } = run.backing {
+                    let size = i64::try_from(pages(run.order)).unwrap_or(i64::MAX);
+                    if run.count > 1 && step.abs() == size {
+                        // Extents back to back in machine memory: one span.
+                        let last = run.mfn_of(run.count - 1).unwrap_or(0);
+                        spans.push((mfn.min(last), run.pages(), "domain"));
+                    } else {
+                        for k in 0..run.count {
+                            let mfn = run.mfn_of(k).unwrap_or(0);
+                            spans.push((mfn, pages(run.order), "domain"));
+                        }
                     }
                     charged += run.pages();
                 }
@@ -286,7 +316,7 @@ impl Simulator {
                 m.outstanding_claims
             ));
         }
-        spans.sort_unstable();
+        spans.sort_unstable_by_key(|s| s.0);
         let mut end = 0;
         let mut sum = 0;
         for &(s, n, what) in &spans {
