@@ -252,3 +252,31 @@ fn unexpected(op: &str, reply: &Reply) -> Error {
         detail: format!("unexpected reply to {op}: {reply:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_can_be_shared_between_threads_and_used_as_objects() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Client>();
+        shareable::<MemStore>();
+        let mem = MemStore::new();
+        let store: &dyn Store = &mem;
+        store.write(TxId::NONE, "/a", b"1").unwrap();
+        assert_eq!(store.read_opt(TxId::NONE, "/b").unwrap(), None);
+    }
+
+    #[test]
+    fn perms_parse_and_print() {
+        for text in ["n0", "r5", "w12", "b65535"] {
+            assert_eq!(Perm::parse(text).unwrap().to_string(), text);
+        }
+        for bad in ["", "x1", "r", "r-1", "r1a"] {
+            assert_eq!(Perm::parse(bad), None, "{bad:?}");
+        }
+        assert!(Access::Both.can_read() && Access::Both.can_write());
+        assert!(!Access::Read.can_write() && !Access::Write.can_read());
+    }
+}

@@ -440,9 +440,13 @@ fn watch_events_interleaved_with_a_batch_are_kept() {
         let replies = xs.submit(NONE, &writes).unwrap();
         assert!(replies.iter().all(|r| matches!(r, Ok(Reply::Ok))));
         let mut seen = Vec::new();
-        while let Some(e) = xs.wait_event(Duration::from_millis(300)).unwrap() {
-            seen.push(e.path);
+        while seen.len() < 31 {
+            match xs.wait_event(WAIT).unwrap() {
+                Some(e) => seen.push(e.path),
+                None => break,
+            }
         }
+        assert_eq!(xs.wait_event(Duration::from_millis(100)).unwrap(), None);
         let mut expected: Vec<String> = std::iter::once("/iw".to_owned())
             .chain((0..30).map(|i| format!("/iw/{i}")))
             .collect();
