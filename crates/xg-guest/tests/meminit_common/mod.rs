@@ -1,96 +1,34 @@
-//! Test support shared by the meminit and oracle tests: a host model with the oracle's
-//! semantics that records oracle-format trace records and the populated extents.
+//! Test support shared by the meminit and oracle tests: the oracle driver's options, the
+//! oracle README's case table, and runs of our `meminit_hvm` on the simulator configured
+//! like the oracle's hypervisor model.
 #![allow(dead_code)]
 
-use std::cell::RefCell;
+use serde_json::Value;
+use xg_ctrl::sim::{OracleModel, Simulator};
+use xg_ctrl::trace::{TraceSink, Traced};
+use xg_ctrl::{DomId, DomainConfig, DomainOps};
+use xg_guest::meminit::{meminit_hvm, MeminitConfig, MeminitReport, Strategy};
 
-use serde_json::{json, Value};
-use xg_ctrl::{DomId, E820Entry, Gfn, MemFlags, MemoryOps, PageOrder};
+/// The guest's domid in every run (the oracle's default).
+pub const DOMID: DomId = DomId(1);
 
-/// The oracle's hypervisor model (README "Hypervisor model").
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostModel {
-    /// Free pages per node; empty = unlimited.
-    pub free_pages: Vec<u64>,
-    /// Orders that always fail.
-    pub fail_orders: Vec<u8>,
-    /// (order, extents that may still succeed).
-    pub fragment: Vec<(u8, u64)>,
-    /// Non-zero claims fail.
-    pub claim_fail: bool,
-    /// set_pod_target fails.
-    pub pod_fail: bool,
+/// Parses the oracle's environment notation (`ORACLE_FAIL_ORDER=18,9 ...`).
+pub fn model(pairs: &[(&str, &str)]) -> OracleModel {
+    OracleModel::from_vars(|k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()))
+        .expect("valid oracle environment")
 }
 
-impl HostModel {
-    /// The environment variables that configure the oracle the same way.
-    pub fn env(&self) -> Vec<(String, String)> {
-        let join = |v: Vec<String>| v.join(",");
-        let mut env = Vec::new();
-        if !self.free_pages.is_empty() {
-            env.push((
-                "ORACLE_FREE_PAGES".into(),
-                join(self.free_pages.iter().map(u64::to_string).collect()),
-            ));
-        }
-        if !self.fail_orders.is_empty() {
-            env.push((
-                "ORACLE_FAIL_ORDER".into(),
-                join(self.fail_orders.iter().map(u8::to_string).collect()),
-            ));
-        }
-        if !self.fragment.is_empty() {
-            env.push((
-                "ORACLE_FRAGMENT".into(),
-                join(self.fragment.iter().map(|(o, c)| format!("{o}:{c}")).collect()),
-            ));
-        }
-        if self.claim_fail {
-            env.push(("ORACLE_CLAIM_FAIL".into(), "1".into()));
-        }
-        if self.pod_fail {
-            env.push(("ORACLE_POD_FAIL".into(), "1".into()));
-        }
-        env
-    }
+/// A run of populated extents: (first gfn, order, extents, node; `None` = PoD).
+pub type Run = (u64, u8, u64, Option<u32>);
 
-    /// Parses the oracle's environment notation (`ORACLE_FAIL_ORDER=18,9 ...`).
-    pub fn from_env(pairs: &[(&str, &str)]) -> HostModel {
-        let mut m = HostModel::default();
-        for (k, v) in pairs {
-            let items = v.split(',').filter(|s| !s.is_empty());
-            match *k {
-                "ORACLE_FREE_PAGES" => m.free_pages = items.map(|s| s.parse().unwrap()).collect(),
-                "ORACLE_FAIL_ORDER" => m.fail_orders = items.map(|s| s.parse().unwrap()).collect(),
-                "ORACLE_FRAGMENT" => {
-                    m.fragment = items
-                        .map(|s| {
-                            let (o, c) = s.split_once(':').unwrap();
-                            (o.parse().unwrap(), c.parse().unwrap())
-                        })
-                        .collect()
-                }
-                "ORACLE_CLAIM_FAIL" => m.claim_fail = *v == "1",
-                "ORACLE_POD_FAIL" => m.pod_fail = *v == "1",
-                other => panic!("unknown oracle env {other}"),
-            }
-        }
-        m
-    }
-}
-
-/// A run of populated extents: (first gfn, order, extents, exact node or -1, PoD). Runs
-/// keep the map small: a 2 TiB guest of 4 KiB pages is a handful of runs.
-pub type Extent = (u64, u8, u64, i64, bool);
-
-/// Sorts runs by gfn and merges neighbours, so equal maps compare equal however they
-/// were built.
-pub fn normalise(mut runs: Vec<Extent>) -> Vec<Extent> {
+/// Sorts runs by gfn and merges neighbours, so equal maps compare equal however the
+/// simulator split them.
+pub fn normalise(mut runs: Vec<Run>) -> Vec<Run> {
     runs.sort_unstable();
-    let mut out: Vec<Extent> = Vec::with_capacity(runs.len());
+    let mut out: Vec<Run> = Vec::with_capacity(runs.len());
     for r in runs {
         if let Some(last) = out.last_mut() {
-            if last.1 == r.1 && last.3 == r.3 && last.4 == r.4 && last.0 + (last.2 << last.1) == r.0 {
+            if last.1 == r.1 && last.3 == r.3 && last.0 + (last.2 << last.1) == r.0 {
                 last.2 += r.2;
                 continue;
             }
@@ -100,252 +38,47 @@ pub fn normalise(mut runs: Vec<Extent>) -> Vec<Extent> {
     out
 }
 
-fn push_run(runs: &mut Vec<Extent>, gfn: u64, order: u8, node: i64, pod: bool) {
-    if let Some(last) = runs.last_mut() {
-        if last.1 == order && last.3 == node && last.4 == pod && last.0 + (last.2 << order) == gfn {
-            last.2 += 1;
-            return;
-        }
-    }
-    runs.push((gfn, order, 1, node, pod));
-}
-
-#[derive(Debug, Default)]
-struct State {
-    node_free: Vec<Option<u64>>,
-    budget: Vec<Option<u64>>,
-    seq: u64,
-    trace: Vec<Value>,
-    extents: Vec<Extent>,
-    populated_pages: u64,
-    pod_pages: u64,
-    outstanding_claim: u64,
-    record_trace: bool,
-}
-
-/// A [`MemoryOps`] with the oracle's model and recording.
+/// What one run of our `meminit_hvm` left behind.
 #[derive(Debug)]
-pub struct ModelHost {
-    model: HostModel,
-    state: RefCell<State>,
+pub struct Outcome {
+    /// The report, or the error's message and errno.
+    pub result: Result<MeminitReport, (String, Option<i32>)>,
+    /// Hypervisor-call records (empty unless traced).
+    pub records: Vec<Value>,
+    /// The domain's final p2m, normalised.
+    pub p2m: Vec<Run>,
+    /// RAM pages, PoD entries and the outstanding claim of the domain.
+    pub totals: (u64, u64, u64),
 }
 
-impl ModelHost {
-    /// A host; `record_trace` keeps the JSON records (off for huge property runs).
-    pub fn new(model: HostModel, record_trace: bool) -> ModelHost {
-        let mut budget = vec![None; 64];
-        for (o, c) in &model.fragment {
-            budget[usize::from(*o)] = Some(*c);
-        }
-        let node_free = model.free_pages.iter().map(|&n| Some(n)).collect();
-        ModelHost {
-            model,
-            state: RefCell::new(State {
-                node_free,
-                budget,
-                record_trace,
-                ..State::default()
-            }),
-        }
-    }
+fn new_sim(model: &OracleModel) -> Simulator {
+    let sim = Simulator::oracle_compatible(model).expect("oracle-compatible host");
+    sim.create_domain(DOMID, &DomainConfig::default()).expect("domain 1");
+    sim
+}
 
-    /// The trace records so far.
-    pub fn trace(&self) -> Vec<Value> {
-        self.state.borrow().trace.clone()
-    }
-
-    /// The populated extents as normalised runs.
-    pub fn extents(&self) -> Vec<Extent> {
-        normalise(self.state.borrow().extents.clone())
-    }
-
-    /// (populated pages, PoD pages, outstanding claim).
-    pub fn totals(&self) -> (u64, u64, u64) {
-        let s = self.state.borrow();
-        (s.populated_pages, s.pod_pages, s.outstanding_claim)
-    }
-
-    fn alloc(&self, s: &mut State, order: u8, exact: Option<u32>) -> bool {
-        let pages = 1u64 << order;
-        if self.model.fail_orders.contains(&order) {
-            return false;
-        }
-        if s.budget[usize::from(order)] == Some(0) {
-            return false;
-        }
-        match exact {
-            Some(node) => {
-                let node = node as usize;
-                if let Some(Some(free)) = s.node_free.get(node).copied() {
-                    if free < pages {
-                        return false;
-                    }
-                    s.node_free[node] = Some(free - pages);
-                }
-            }
-            None if !s.node_free.is_empty() => {
-                let mut ok = false;
-                for slot in s.node_free.iter_mut() {
-                    match slot {
-                        None => {
-                            ok = true;
-                            break;
-                        }
-                        Some(free) if *free >= pages => {
-                            *free -= pages;
-                            ok = true;
-                            break;
-                        }
-                        Some(_) => {}
-                    }
-                }
-                if !ok {
-                    return false;
-                }
-            }
-            None => {}
-        }
-        if let Some(b) = s.budget[usize::from(order)].as_mut() {
-            *b -= 1;
-        }
-        true
-    }
-
-    fn populate(&self, exact_call: bool, order: PageOrder, flags: MemFlags, gfns: &[Gfn]) -> usize {
-        let mut s = self.state.borrow_mut();
-        let order = order.get();
-        let pod = flags.is_pod();
-        let exact = if flags.is_exact() { flags.get_node() } else { None };
-        let mut done = 0;
-        for g in gfns {
-            if !pod && !self.alloc(&mut s, order, exact) {
-                break;
-            }
-            push_run(&mut s.extents, g.0, order, exact.map_or(-1, i64::from), pod);
-            if pod {
-                s.pod_pages += 1 << order;
-            } else {
-                s.populated_pages += 1 << order;
-            }
-            done += 1;
-        }
-        if s.record_trace {
-            let first = gfns.first().map_or(0, |g| g.0);
-            let last = gfns.last().map_or(0, |g| g.0);
-            let contiguous = gfns
-                .iter()
-                .enumerate()
-                .all(|(i, g)| g.0 == first + ((i as u64) << order));
-            let rc: i64 = if exact_call {
-                if done == gfns.len() {
-                    0
-                } else {
-                    -1
-                }
-            } else {
-                done as i64
-            };
-            let seq = s.seq;
-            s.seq += 1;
-            s.trace.push(json!({
-                "seq": seq,
-                "call": if exact_call { "populate_physmap_exact" } else { "populate_physmap" },
-                "domid": 1,
-                "nr_extents": gfns.len(),
-                "extent_order": order,
-                "mem_flags": flags.0,
-                "pod": pod,
-                "exact_node": exact.map_or(-1, i64::from),
-                "first_gpfn": first,
-                "last_gpfn": last,
-                "gpfns_contiguous": contiguous,
-                "done": done,
-                "rc": rc,
-            }));
-        } else {
-            s.seq += 1;
-        }
-        done
+fn outcome(sim: &Simulator, result: Result<MeminitReport, xg_guest::meminit::MeminitError>, records: Vec<Value>) -> Outcome {
+    sim.check_invariants().expect("simulator invariants");
+    let snap = sim.domain_snapshot(DOMID).expect("domain exists");
+    Outcome {
+        result: result.map_err(|e| (e.to_string(), e.errno())),
+        records,
+        p2m: normalise(sim.p2m_runs(DOMID).expect("domain exists")),
+        totals: (snap.ram_pages, snap.pod_entries, snap.outstanding_pages),
     }
 }
 
-impl MemoryOps for ModelHost {
-    fn populate_physmap(
-        &self,
-        _domid: DomId,
-        order: PageOrder,
-        flags: MemFlags,
-        gfns: &[Gfn],
-    ) -> xg_ctrl::Result<usize> {
-        Ok(self.populate(false, order, flags, gfns))
-    }
-
-    fn populate_physmap_exact(
-        &self,
-        _domid: DomId,
-        order: PageOrder,
-        flags: MemFlags,
-        gfns: &[Gfn],
-    ) -> xg_ctrl::Result<()> {
-        let done = self.populate(true, order, flags, gfns);
-        if done == gfns.len() {
-            Ok(())
-        } else {
-            Err(xg_ctrl::Error::Partial {
-                requested: gfns.len(),
-                done,
-                order: order.get(),
-                first_gfn: gfns.first().copied().unwrap_or(Gfn(0)),
-            })
-        }
-    }
-
-    fn decrease_reservation(&self, _: DomId, _: PageOrder, _: &[Gfn]) -> xg_ctrl::Result<usize> {
-        unimplemented!("meminit never releases memory")
-    }
-
-    fn claim_pages(&self, _domid: DomId, pages: u64) -> xg_ctrl::Result<()> {
-        let mut s = self.state.borrow_mut();
-        let total_free: Option<u64> = if s.node_free.is_empty() {
-            None
-        } else {
-            s.node_free.iter().try_fold(0u64, |acc, n| n.map(|n| acc + n))
-        };
-        let fail = pages != 0 && (self.model.claim_fail || total_free.is_some_and(|t| pages > t));
-        if pages == 0 {
-            s.outstanding_claim = 0;
-        } else if !fail {
-            s.outstanding_claim = pages;
-        }
-        let seq = s.seq;
-        s.seq += 1;
-        if s.record_trace {
-            s.trace.push(json!({"seq": seq, "call": "claim_pages", "domid": 1, "nr_pages": pages, "rc": if fail { -1 } else { 0 }}));
-        }
-        if fail {
-            Err(xg_ctrl::Error::hypercall("claim_pages", 12))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn set_pod_target(&self, _domid: DomId, target_pages: u64) -> xg_ctrl::Result<()> {
-        let mut s = self.state.borrow_mut();
-        let fail = self.model.pod_fail;
-        let seq = s.seq;
-        s.seq += 1;
-        if s.record_trace {
-            s.trace.push(json!({"seq": seq, "call": "set_pod_target", "domid": 1, "target_pages": target_pages, "rc": if fail { -1 } else { 0 }}));
-        }
-        if fail {
-            Err(xg_ctrl::Error::hypercall("set_pod_target", 12))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn set_memory_map(&self, _: DomId, _: &[E820Entry]) -> xg_ctrl::Result<()> {
-        unimplemented!("meminit never sets the memory map")
+/// Runs our `meminit_hvm` on a fresh oracle-compatible simulator.
+pub fn run_sim(model: &OracleModel, cfg: &MeminitConfig, strategy: Strategy, traced: bool) -> Outcome {
+    let sim = new_sim(model);
+    if traced {
+        let hv = Traced::new(sim, TraceSink::new());
+        let result = meminit_hvm(&hv, DOMID, cfg, strategy);
+        let records = hv.sink().hypercalls().iter().map(|r| r.to_value()).collect();
+        outcome(hv.inner(), result, records)
+    } else {
+        let result = meminit_hvm(&sim, DOMID, cfg, strategy);
+        outcome(&sim, result, Vec::new())
     }
 }
 
@@ -451,9 +184,9 @@ impl OracleArgs {
 }
 
 /// The oracle README's case table: (name, env, driver args).
-pub fn readme_cases() -> Vec<(&'static str, HostModel, OracleArgs)> {
+pub fn readme_cases() -> Vec<(&'static str, OracleModel, OracleArgs)> {
     let m = OracleArgs::mib;
-    let env = HostModel::from_env;
+    let env = model;
     vec![
         ("256mib", env(&[]), m(256)),
         ("1gib", env(&[]), m(1024)),
