@@ -11,6 +11,7 @@ use std::marker::PhantomData;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use libc::c_void;
 
@@ -40,6 +41,42 @@ unsafe impl Pod for i32 {}
 pub(crate) struct BufferAllocator {
     /// `/dev/xen/hypercall`, when the kernel has it.
     device: Option<OwnedFd>,
+    /// Freed single pages kept for reuse, as libxencall does (`BUFFER_CACHE_SIZE`):
+    /// most hypercalls need one page, and mapping a locked page costs several syscalls.
+    cache: Mutex<Vec<CachedPage>>,
+}
+
+/// How many freed single pages are kept.
+pub(crate) const BUFFER_CACHE_SIZE: usize = 4;
+
+/// A page owned by the cache.
+#[derive(Debug)]
+struct CachedPage(NonNull<u8>);
+
+// SAFETY: the page is a mapping owned exclusively by the cache; moving the address to
+// another thread moves that ownership with it.
+unsafe impl Send for CachedPage {}
+
+impl Drop for BufferAllocator {
+    fn drop(&mut self) {
+        let device_backed = self.device.is_some();
+        let pages = std::mem::take(self.cache.get_mut().unwrap_or_else(PoisonError::into_inner));
+        for page in pages {
+            unmap(page.0, PAGE, device_backed);
+        }
+    }
+}
+
+/// Unmaps hypercall pages; failures are ignored (the range is ours, so munmap can only
+/// fail on a bug, and this runs in destructors, which must neither print nor panic).
+fn unmap(ptr: NonNull<u8>, len: usize, device_backed: bool) {
+    if !device_backed {
+        // SAFETY: restores the fork behaviour of our own mapping before unmapping it.
+        unsafe { libc::madvise(ptr.as_ptr().cast(), len, libc::MADV_DOFORK) };
+    }
+    // SAFETY: `ptr..ptr+len` is a mapping created by `map_pages` that nothing else
+    // references any more.
+    unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
 }
 
 /// Page size as `usize` (the x86 page size is the host page size on x86_64).
@@ -47,7 +84,22 @@ const PAGE: usize = conv::u64_to_usize(PAGE_SIZE);
 
 impl BufferAllocator {
     pub(crate) fn new(device: Option<OwnedFd>) -> BufferAllocator {
-        BufferAllocator { device }
+        BufferAllocator {
+            device,
+            cache: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lock_cache(&self) -> MutexGuard<'_, Vec<CachedPage>> {
+        // The cache holds plain addresses; a panic while it was locked cannot have left
+        // it inconsistent.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Cached single pages (for tests).
+    #[cfg(test)]
+    pub(crate) fn cached_pages(&self) -> usize {
+        self.lock_cache().len()
     }
 
     /// Whether buffers come from `/dev/xen/hypercall` (libxencall's
@@ -57,6 +109,15 @@ impl BufferAllocator {
     }
 
     fn map_pages(&self, npages: usize) -> Result<Pages<'_>, Errno> {
+        if npages == 1 {
+            if let Some(page) = self.lock_cache().pop() {
+                return Ok(Pages {
+                    ptr: page.0,
+                    len: PAGE,
+                    owner: self,
+                });
+            }
+        }
         let len = npages.checked_mul(PAGE).ok_or(Errno(libc::ENOMEM))?;
         let ptr = match &self.device {
             Some(fd) => {
@@ -79,8 +140,7 @@ impl BufferAllocator {
         Ok(Pages {
             ptr,
             len,
-            device_backed: self.device.is_some(),
-            _owner: PhantomData,
+            owner: self,
         })
     }
 }
@@ -121,26 +181,24 @@ fn map_locked_anonymous(len: usize) -> Result<NonNull<u8>, Errno> {
     Ok(ptr)
 }
 
-/// Whole pages of hypercall memory, unmapped on drop.
+/// Whole pages of hypercall memory, returned to the cache or unmapped on drop.
 #[derive(Debug)]
 struct Pages<'a> {
     ptr: NonNull<u8>,
     len: usize,
-    device_backed: bool,
-    _owner: PhantomData<&'a BufferAllocator>,
+    owner: &'a BufferAllocator,
 }
 
 impl Drop for Pages<'_> {
     fn drop(&mut self) {
-        // Failures are ignored: the range is ours, so munmap can only fail on a bug, and a
-        // destructor must neither print nor panic.
-        if !self.device_backed {
-            // SAFETY: restores the fork behaviour of our own mapping before unmapping it.
-            unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.len, libc::MADV_DOFORK) };
+        if self.len == PAGE {
+            let mut cache = self.owner.lock_cache();
+            if cache.len() < BUFFER_CACHE_SIZE {
+                cache.push(CachedPage(self.ptr));
+                return;
+            }
         }
-        // SAFETY: `ptr..ptr+len` is the mapping created in `map_pages`; no reference into
-        // it outlives `self`.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        unmap(self.ptr, self.len, self.owner.never_faults());
     }
 }
 
@@ -279,6 +337,28 @@ mod tests {
         let buf: HypercallBuf<'_, u64> = HypercallBuf::zeroed(&alloc, 1500).unwrap();
         assert_eq!(buf.pages.len, 3 * PAGE);
         assert!(buf.to_vec().iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn single_pages_are_reused_up_to_the_cache_size() {
+        let alloc = BufferAllocator::new(None);
+        let bufs: Vec<_> = (0..6)
+            .map(|_| HypercallBuf::<u8>::zeroed(&alloc, 10).unwrap())
+            .collect();
+        let first = bufs[0].addr();
+        drop(bufs);
+        assert_eq!(alloc.cached_pages(), BUFFER_CACHE_SIZE);
+        // A reused page comes back zeroed.
+        let mut b = HypercallBuf::<u8>::zeroed(&alloc, 10).unwrap();
+        assert!(b.set(3, 9));
+        drop(b);
+        let b = HypercallBuf::<u8>::zeroed(&alloc, 4096).unwrap();
+        assert_eq!(b.to_vec(), vec![0; 4096]);
+        assert_eq!(alloc.cached_pages(), BUFFER_CACHE_SIZE - 1);
+        // Multi-page buffers bypass the cache.
+        let big = HypercallBuf::<u8>::zeroed(&alloc, 8192).unwrap();
+        assert_ne!(big.addr(), first);
+        assert_eq!(alloc.cached_pages(), BUFFER_CACHE_SIZE - 1);
     }
 
     #[test]
