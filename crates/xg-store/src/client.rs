@@ -15,8 +15,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::wire::{self, Decoder, Frame, MsgType};
@@ -65,6 +66,8 @@ enum Conn {
         file: File,
         /// Chunks read by the reader thread (a `File` has no read timeout).
         chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
+        /// Tells the reader thread to stop at its next wake-up.
+        closing: Arc<AtomicBool>,
     },
 }
 
@@ -142,12 +145,20 @@ impl Client {
             .map_err(io_err)?;
         let mut reader = file.try_clone().map_err(io_err)?;
         let (tx, rx) = mpsc::channel();
+        let closing = Arc::new(AtomicBool::new(false));
+        let stop_flag = Arc::clone(&closing);
         std::thread::Builder::new()
             .name("xg-store-xenbus".into())
             .spawn(move || {
                 let mut buf = vec![0u8; wire::HEADER_LEN + wire::PAYLOAD_MAX];
                 loop {
-                    let item = match reader.read(&mut buf) {
+                    let read = reader.read(&mut buf);
+                    if stop_flag.load(Ordering::Acquire) {
+                        // The client is gone: close our copy of the device so the kernel
+                        // drops this connection's watches and transactions.
+                        break;
+                    }
+                    let item = match read {
                         Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
                         Ok(n) => Ok(buf[..n].to_vec()),
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -160,7 +171,11 @@ impl Client {
                 }
             })
             .map_err(io_err)?;
-        Ok(Client::with_conn(Conn::Xenbus { file, chunks: rx }))
+        Ok(Client::with_conn(Conn::Xenbus {
+            file,
+            chunks: rx,
+            closing,
+        }))
     }
 
     fn with_conn(conn: Conn) -> Client {
@@ -765,9 +780,18 @@ impl Store for Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        if let Conn::Socket(s) = &self.lock().conn {
-            // Wakes nothing in this process, but tells the daemon promptly.
-            let _ = s.shutdown(std::net::Shutdown::Both);
+        match &mut self.lock().conn {
+            Conn::Socket(s) => {
+                // Tells the daemon promptly, even if the descriptor was inherited.
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            Conn::Xenbus { file, closing, .. } => {
+                // The reader thread blocks in read(): ask for a harmless reply to wake it.
+                closing.store(true, Ordering::Release);
+                if let Ok(wake) = wire::encode(MsgType::GetDomainPath, 0, 0, b"0\0") {
+                    let _ = file.write_all(&wake);
+                }
+            }
         }
     }
 }

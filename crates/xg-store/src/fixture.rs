@@ -100,7 +100,12 @@ pub fn required_by_ci() -> bool {
 
 /// Checks that the daemon and the fixture scripts are installed.
 pub fn check_available(flavour: Flavour) -> Result<(), FixtureError> {
-    let script = fixture_dir().join("xenstored-up");
+    check_available_in(&fixture_dir(), flavour)
+}
+
+/// [`check_available`] with the fixture scripts looked for in `dir`.
+pub fn check_available_in(dir: &Path, flavour: Flavour) -> Result<(), FixtureError> {
+    let script = dir.join("xenstored-up");
     for path in [script.as_path(), flavour.binary()] {
         if !path.exists() {
             return Err(FixtureError::Missing {
@@ -220,5 +225,29 @@ impl Drop for Daemon {
             ),
             Err(e) => log::warn!("running {} failed: {e}", down.display()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_fixture_scripts_are_reported_as_missing() {
+        let e = check_available_in(Path::new("/nonexistent/xg-store"), Flavour::C).unwrap_err();
+        assert!(e.is_missing());
+        assert!(
+            e.to_string().contains("/nonexistent/xg-store/xenstored-up"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_shared_directory_sits_beside_the_workspace() {
+        if std::env::var_os("XG_SHARED_DIR").is_none() {
+            let dir = shared_dir();
+            assert!(dir.ends_with("../../../shared"), "{}", dir.display());
+        }
+        assert_eq!(Flavour::OCaml.name(), "oxenstored");
     }
 }

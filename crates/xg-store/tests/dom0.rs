@@ -86,6 +86,22 @@ fn exercise(xs: &Client, name: &str) {
 fn xenbus_device() {
     let xs = Client::open_xenbus(XENBUS_PATH).unwrap();
     exercise(&xs, "xenbus");
+    xs.watch("/xg-store-probe", "left-open").unwrap();
+    drop(xs);
+    // The reader thread is woken and closes the device, dropping the kernel-side watch.
+    let t = Instant::now();
+    while reader_threads() > 0 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(reader_threads(), 0);
+}
+
+fn reader_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "xg-store-xenbus")
+        .count()
 }
 
 #[test]

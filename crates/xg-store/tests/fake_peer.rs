@@ -291,4 +291,22 @@ fn xenbus_transport_over_an_echoing_fifo() {
     assert_eq!(replies[1].as_ref().unwrap(), &Reply::Data(b"/b\0".to_vec()));
     assert_eq!(xs.wait_event(Duration::from_millis(50)).unwrap(), None);
     assert!(Client::open_xenbus(dir.path().join("absent")).is_err());
+
+    // Dropping the client wakes and ends its reader thread (which would otherwise keep
+    // the device, and the kernel-side watches, open).
+    assert_eq!(reader_threads(), 1);
+    drop(xs);
+    let t = Instant::now();
+    while reader_threads() > 0 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(reader_threads(), 0);
+}
+
+fn reader_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "xg-store-xenbus")
+        .count()
 }
