@@ -118,10 +118,14 @@ struct Tx {
     nodes: BTreeMap<String, Node>,
     accessed: BTreeMap<String, Option<u64>>,
     written: BTreeSet<String>,
+    /// Successful `XS_WRITE`s, applied to [`State::writes`] at commit.
+    writes: Vec<(String, Vec<u8>)>,
 }
 
 struct State {
     nodes: BTreeMap<String, Node>,
+    /// Last value of every path written by a successful, committed `XS_WRITE`.
+    writes: BTreeMap<String, Vec<u8>>,
     counter: u64,
     next_tx: u32,
     txs: HashMap<u32, Tx>,
@@ -173,6 +177,7 @@ impl MemStore {
         MemStore {
             shared: Arc::new(Mutex::new(State {
                 nodes,
+                writes: BTreeMap::new(),
                 counter: 0,
                 next_tx: 1,
                 txs: HashMap::new(),
@@ -196,6 +201,7 @@ impl MemStore {
             store.write(TxId::NONE, k.as_ref(), v.as_ref())?;
         }
         store.clear_ops();
+        store.lock().writes.clear();
         Ok(store)
     }
 
@@ -259,6 +265,30 @@ impl MemStore {
     pub fn dump(&self) -> String {
         let mut out = String::new();
         for (p, v) in self.entries() {
+            out.push_str(&format!("{p} = \"{}\"\n", escape(&v)));
+        }
+        out
+    }
+
+    /// Every path written by a successful `XS_WRITE` (outside transactions, or in one
+    /// that committed) with its last written value, sorted by path components. Unlike
+    /// [`MemStore::dump`] this leaves out implicitly created parents, and keeps values
+    /// of nodes removed since. Seeding writes are not included.
+    pub fn writes(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<(String, Vec<u8>)> = self
+            .lock()
+            .writes
+            .iter()
+            .map(|(p, v)| (p.clone(), v.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.split('/').cmp(b.0.split('/')));
+        out
+    }
+
+    /// [`MemStore::writes`] as `path = "value"` lines, for snapshots.
+    pub fn dump_writes(&self) -> String {
+        let mut out = String::new();
+        for (p, v) in self.writes() {
             out.push_str(&format!("{p} = \"{}\"\n", escape(&v)));
         }
         out
@@ -577,6 +607,7 @@ impl Store for MemStore {
         let state = &mut *guard;
         let mut results = Vec::with_capacity(reqs.len());
         let mut records = Vec::with_capacity(reqs.len());
+        let mut writes = Vec::new();
         {
             let mut view = if tx == TxId::NONE {
                 View {
@@ -608,6 +639,11 @@ impl Store for MemStore {
             for req in reqs {
                 let (op, p) = op_name(req);
                 let outcome = apply(&mut view, self.domid, req);
+                if let (Ok(_), Request::Write(raw, value)) = (&outcome, req) {
+                    if let Ok(p) = path::canonicalize(raw, self.domid) {
+                        writes.push((p, value.clone()));
+                    }
+                }
                 records.push(Op::Submit {
                     domid: self.domid,
                     tx,
@@ -619,6 +655,10 @@ impl Store for MemStore {
         }
         for r in records {
             state.record(r);
+        }
+        match state.txs.get_mut(&tx.0) {
+            Some(t) if tx != TxId::NONE => t.writes.extend(writes),
+            _ => state.writes.extend(writes),
         }
         Ok(results)
     }
@@ -632,6 +672,7 @@ impl Store for MemStore {
             nodes: state.nodes.clone(),
             accessed: BTreeMap::new(),
             written: BTreeSet::new(),
+            writes: Vec::new(),
         };
         state.txs.insert(id, tx);
         state.record(Op::TransactionStart {
@@ -658,6 +699,7 @@ impl Store for MemStore {
                     if conflict {
                         return Err(libc::EAGAIN);
                     }
+                    state.writes.extend(t.writes.iter().cloned());
                     for p in &t.written {
                         match t.nodes.get(p) {
                             Some(n) => {

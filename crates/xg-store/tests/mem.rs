@@ -295,3 +295,27 @@ fn op_log_and_hook_snapshot() {
     s.clear_ops();
     assert!(s.ops().is_empty());
 }
+
+#[test]
+fn committed_writes_snapshot() {
+    let s = MemStore::from_pairs([("/seed", "not listed")]).unwrap();
+    let other = s.connect();
+    s.write(NONE, "/vm/5/name", b"first").unwrap();
+    s.write(NONE, "/vm/5/name", b"second").unwrap();
+    s.write(NONE, "rel", b"relative").unwrap();
+    assert!(s.write(NONE, "/bad path", b"x").is_err());
+    let tx = s.transaction_start().unwrap();
+    s.write(tx, "/vm/5/committed", b"yes").unwrap();
+    s.transaction_end(tx, true).unwrap();
+    let tx = s.transaction_start().unwrap();
+    s.write(tx, "/vm/5/aborted", b"no").unwrap();
+    s.transaction_end(tx, false).unwrap();
+    let tx = s.transaction_start().unwrap();
+    s.read(tx, "/vm/5/name").unwrap();
+    other.write(NONE, "/vm/5/name", b"third").unwrap();
+    s.write(tx, "/vm/5/conflicted", b"no").unwrap();
+    assert!(s.transaction_end(tx, true).unwrap_err().is_again());
+    s.rm(NONE, "/vm/5/committed").unwrap();
+    insta::assert_snapshot!("committed_writes", s.dump_writes());
+    assert_eq!(s.writes().len(), 3);
+}
