@@ -2,12 +2,12 @@
 //! `build_pre`, the build, the plan, the summary and the memory map.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use xg_build::pci::PciHost;
 use xg_build::xstrace::TracedStore;
-use xg_build::{toolstack, BuildError, HvmBuildOutcome, HvmBuildRequest, Strategy};
+use xg_build::{toolstack, BuildError, HvmBuildRequest, Strategy};
 use xg_ctrl::sim::Simulator;
 use xg_ctrl::trace::{TraceSink, Traced};
 use xg_ctrl::{DomId, Hypervisor};
@@ -281,7 +281,10 @@ fn build<H: Hypervisor + ?Sized>(
     let out = xg_build::build_hvm(hv, store, &pci_host(a), &req).map_err(|e| build_error_lines(&e))?;
 
     if let Some(svg_path) = &a.memory_map {
-        write_memory_map(svg_path, &out)?;
+        // The guest is built: a picture that cannot be written is not a failed build.
+        if let Err(e) = std::fs::write(svg_path, xg_build::svg::memory_map(&out)) {
+            log::warn!("Cannot write memory map {}: {e}", svg_path.display());
+        }
     }
     if !a.quiet {
         let summary = crate::summary::render(&crate::summary::Context {
@@ -302,15 +305,6 @@ fn build<H: Hypervisor + ?Sized>(
         let _ = std::io::stderr().write_all(summary.as_bytes());
     }
     Ok(Done::Built(out.store_pfn, out.console_pfn))
-}
-
-fn write_memory_map(path: &PathBuf, out: &HvmBuildOutcome) -> Result<(), Lines> {
-    std::fs::write(path, xg_build::svg::memory_map(out)).map_err(|e| {
-        line(format!(
-            "xenguest: cannot write memory map {}: {e}",
-            path.display()
-        ))
-    })
 }
 
 /// The error lines of a build failure, after logging the whole cause chain.
