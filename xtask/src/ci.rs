@@ -52,6 +52,10 @@ pub fn demo(args: &[String]) -> Result<()> {
         eprintln!("xtask: {e:#}; continuing with the built-in firmware");
     }
     let root = workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    std::fs::create_dir_all(&target)?;
     run(cargo()
         .current_dir(&root)
         .args([
@@ -82,6 +86,10 @@ pub fn demo(args: &[String]) -> Result<()> {
             "-image",
             "/usr/lib/xen-4.17/boot/hvmloader",
         ])
+        // Two vCPUs and a picture of the guest's memory next to the build output.
+        .args(["--platform", "vcpu/number=2", "--platform", "vcpu/current=2"])
+        .arg("--memory-map")
+        .arg(target.join("xenguest-demo-memory-map.svg"))
         .args(args))?;
     Ok(())
 }
