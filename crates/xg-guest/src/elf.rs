@@ -4,16 +4,16 @@
 //! The image is hostile input: every offset and size is checked against the file before
 //! it is used, and each way an image can be malformed is its own [`ElfError`].
 //!
-//! Rules (libxenguest in brackets where we are stricter):
+//! Rules (little-endian and the fifth rule are stricter than libxenguest):
 //! * an ELF file at least one `Elf32_Ehdr` long, class 32, little-endian;
 //! * program and section header tables inside the file (libelf `elf_init`);
 //! * no Xen ELF notes, else the image is a PV/PVH kernel for another loader;
 //! * loadable = `PT_LOAD` with any of `PF_R|PF_W|PF_X`; the kernel segment is
 //!   `[min p_paddr, max p_paddr + p_memsz)` and must start page-aligned (the segment
 //!   allocator's rule);
-//! * [each segment's file bytes inside the file, `p_filesz <= p_memsz`, loadable segments
-//!   disjoint, the image below 4 GiB] — libelf would copy garbage, underflow or mark the
-//!   image broken instead;
+//! * each segment's file bytes inside the file, `p_filesz <= p_memsz`, loadable segments
+//!   disjoint, the image below 4 GiB (libelf would copy garbage, underflow or mark the
+//!   image broken instead);
 //! * the entry point is `e_entry`.
 
 use object::elf::{FileHeader32, PT_LOAD, PT_NOTE};

@@ -1,4 +1,9 @@
 //! Our libxenguest for HVM guests: memory layout, `meminit_hvm`, and guest setup.
+//!
+//! Order of a build: [`setup::check_image`] (Xen capabilities, firmware image), then
+//! [`layout`] and [`meminit`] (populate RAM), then [`setup::build_image`] (firmware,
+//! special pages, start info, hvm_info, vCPU, grants), then
+//! [`hvm_info::patch_hvm_info`] and [`cpuid::construct_cpuid_policy`]. See [`setup`].
 #![forbid(unsafe_code)]
 
 pub mod layout;
