@@ -622,7 +622,10 @@ mod tests {
         assert_eq!(a.mode, Some(Mode::HvmBuild));
         assert_eq!((a.control_out_fd, a.control_in_fd), (5, 6));
         assert_eq!((a.domid, a.store_port, a.console_port), (7, 3, 4));
-        assert_eq!((a.mem_max_mib, a.mem_start_mib, a.mem_pnode), (4096, 2048, Some(1)));
+        assert_eq!(
+            (a.mem_max_mib, a.mem_start_mib, a.mem_pnode),
+            (4096, 2048, Some(1))
+        );
         assert!(a.vgpu && a.force);
         assert!(a.has_required());
         assert_eq!(a.syslog_ident(), "xenguest-7-build");
@@ -630,14 +633,24 @@ mod tests {
 
     #[test]
     fn dashes_equals_and_prefixes() {
-        let a = run(&["--mode=hvm_build", "-dom=3", "--store_p", "1", "stray", "-fake"]);
+        let a = run(&[
+            "--mode=hvm_build",
+            "-dom=3",
+            "--store_p",
+            "1",
+            "stray",
+            "-fake",
+        ]);
         assert_eq!((a.domid, a.store_port), (3, 1));
         assert_eq!(p(&["-mem", "1"]), Err(ArgError::Invalid("-mem".into())));
         assert_eq!(p(&["-bogus"]), Err(ArgError::Invalid("-bogus".into())));
         assert_eq!(p(&["-domid"]), Err(ArgError::Invalid("-domid".into())));
         assert_eq!(p(&["-force=1"]), Err(ArgError::Invalid("-force=1".into())));
         assert_eq!(p(&["-domid", "1x"]), Err(ArgError::BadInt("1x".into())));
-        assert_eq!(p(&["-mode", "pv_build"]), Err(ArgError::BadMode("pv_build".into())));
+        assert_eq!(
+            p(&["-mode", "pv_build"]),
+            Err(ArgError::BadMode("pv_build".into()))
+        );
         assert_eq!(run(&["-domid", ""]).domid, 0);
     }
 

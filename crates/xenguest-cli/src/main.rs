@@ -63,7 +63,10 @@ fn main() -> ExitCode {
             Err(e) => {
                 return fail(
                     &mut Channel::Stdout,
-                    &[format!("Failed to open debug log '{}': {e}\n", path.display())],
+                    &[format!(
+                        "Failed to open debug log '{}': {e}\n",
+                        path.display()
+                    )],
                 )
             }
         }

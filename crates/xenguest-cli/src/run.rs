@@ -238,9 +238,9 @@ fn build<H: Hypervisor + ?Sized>(
     if store_kind == StoreKind::Memory {
         // xenopsd always writes the vCPU count; a person at a shell gets one vCPU.
         for (k, v) in [("vcpu/number", "1"), ("vcpu/current", "1")] {
-            let given = seed
-                .iter()
-                .any(|(s, _)| toolstack::platform_key(&path, s) == toolstack::platform_key(&path, k));
+            let given = seed.iter().any(|(s, _)| {
+                toolstack::platform_key(&path, s) == toolstack::platform_key(&path, k)
+            });
             if !given {
                 seed.insert(0, (k.to_owned(), v.to_owned()));
             }
@@ -278,7 +278,8 @@ fn build<H: Hypervisor + ?Sized>(
         Populate::Compat => Strategy::Compat,
         Populate::Batched => Strategy::Batched,
     };
-    let out = xg_build::build_hvm(hv, store, &pci_host(a), &req).map_err(|e| build_error_lines(&e))?;
+    let out =
+        xg_build::build_hvm(hv, store, &pci_host(a), &req).map_err(|e| build_error_lines(&e))?;
 
     if let Some(svg_path) = &a.memory_map {
         // The guest is built: a picture that cannot be written is not a failed build.

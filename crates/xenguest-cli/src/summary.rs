@@ -54,14 +54,22 @@ pub fn render(c: &Context<'_>) -> String {
         "  memory       {} MiB, target {} MiB{}{}",
         l.total_pages >> 8,
         l.target_pages >> 8,
-        if l.is_pod() { " (populate-on-demand)" } else { "" },
+        if l.is_pod() {
+            " (populate-on-demand)"
+        } else {
+            ""
+        },
         match o.meminit_config.vnode_to_pnode.first() {
             Some(n) if *n != u32::MAX => format!(", all on physical node {n}"),
             _ if o.meminit_config.claim_enabled => ", claimed".to_owned(),
             _ => String::new(),
         }
     );
-    let _ = writeln!(s, "  vCPUs        {} ({} online)", o.flags.vcpus, o.flags.vcpus_current);
+    let _ = writeln!(
+        s,
+        "  vCPUs        {} ({} online)",
+        o.flags.vcpus, o.flags.vcpus_current
+    );
     let _ = writeln!(s, "  layout");
     let rows = [
         ("MMIO needed", l.mmio_total),

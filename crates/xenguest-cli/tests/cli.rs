@@ -56,9 +56,15 @@ fn help() {
 #[test]
 fn supports() {
     let out = xenguest(&["-supports", "migration-v2"]);
-    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "true\n".into()));
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "true\n".into())
+    );
     let out = xenguest(&["--supports=x"]);
-    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "false\n".into()));
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "false\n".into())
+    );
 }
 
 #[test]
@@ -72,8 +78,26 @@ fn argv_errors() {
         &["-domid", "1"],
         &["-mode", "hvm_build", "-domid", "1"],
         &["-mode", "save", "-domid", "1", "-fd", "0"],
-        &["-mode", "pvh_build", "-domid", "1", "-mem_max_mib", "1", "-mem_start_mib", "1",
-          "-image", "k", "-cmdline", "", "-features", "", "-store_port", "1", "-console_port", "2"],
+        &[
+            "-mode",
+            "pvh_build",
+            "-domid",
+            "1",
+            "-mem_max_mib",
+            "1",
+            "-mem_start_mib",
+            "1",
+            "-image",
+            "k",
+            "-cmdline",
+            "",
+            "-features",
+            "",
+            "-store_port",
+            "1",
+            "-console_port",
+            "2",
+        ],
         &["-mode", "test"],
         &["-controloutfd", "77", "-mode", "hvm_build"],
         &["--backend", "kvm"],
@@ -93,10 +117,22 @@ fn argv_errors() {
 #[test]
 fn bad_platform_values() {
     let cases: &[&[&str]] = &[
-        &["--platform", "vcpu/number=4", "--platform", "cores-per-socket=3"],
+        &[
+            "--platform",
+            "vcpu/number=4",
+            "--platform",
+            "cores-per-socket=3",
+        ],
         &["--platform", "featureset=1fcbfbff-xyz"],
         &["--platform", "hvmloader/bios=seabios"],
-        &["-mem_max_mib", "2048", "-mem_start_mib", "1024", "-pci_passthrough", "0000:01:00.0"],
+        &[
+            "-mem_max_mib",
+            "2048",
+            "-mem_start_mib",
+            "1024",
+            "-pci_passthrough",
+            "0000:01:00.0",
+        ],
         &["--platform", "nested-virt=1", "-mem_start_mib", "512"],
     ];
     let mut all = String::new();
@@ -104,7 +140,12 @@ fn bad_platform_values() {
         let out = xenguest(&with(extra));
         assert_eq!(out.status.code(), Some(1), "{extra:?}");
         assert!(out.stdout.is_empty());
-        let _ = writeln!(all, "$ xenguest ... {}\n{}", extra.join(" "), text(&out.stderr));
+        let _ = writeln!(
+            all,
+            "$ xenguest ... {}\n{}",
+            extra.join(" "),
+            text(&out.stderr)
+        );
     }
     insta::assert_snapshot!(all);
 }
@@ -120,19 +161,30 @@ fn misread_values_are_warnings_not_errors() {
     ]));
     assert!(out.status.success());
     assert_eq!(text(&out.stdout), "result:1044476 1044479\n");
-    let out = xenguest(&with(&["--platform", "vcpu/weight=70000", "--platform", "acpi=yes"]));
+    let out = xenguest(&with(&[
+        "--platform",
+        "vcpu/weight=70000",
+        "--platform",
+        "acpi=yes",
+    ]));
     let err = text(&out.stderr);
     assert!(err.contains("WARNING: platform key platform/vcpu/weight=\"70000\": too large for the field, truncated"), "{err}");
-    assert!(err.contains("WARNING: platform key platform/acpi=\"yes\": rewritten to \"0\""), "{err}");
+    assert!(
+        err.contains("WARNING: platform key platform/acpi=\"yes\": rewritten to \"0\""),
+        "{err}"
+    );
 }
 
 #[test]
 fn result_on_stdout_without_control_fd() {
-    let out = xenguest(&BUILD.to_vec());
+    let out = xenguest(BUILD);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "result:1044476 1044479\n");
     let err = text(&out.stderr);
-    assert!(err.contains("built-in test firmware (/nonexistent/hvmloader not found)"), "{err}");
+    assert!(
+        err.contains("built-in test firmware (/nonexistent/hvmloader not found)"),
+        "{err}"
+    );
     assert!(err.contains("pages        4 KiB: 0x200"), "{err}");
     assert!(err.contains("result       result:1044476 1044479"), "{err}");
 }
@@ -164,7 +216,7 @@ fn with_control_fd(extra: &[&str]) -> (Option<i32>, String, String, String) {
 
 #[test]
 fn control_channel_result() {
-    let (code, control, stdout, stderr) = with_control_fd(&BUILD.to_vec());
+    let (code, control, stdout, stderr) = with_control_fd(BUILD);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(control, "result:1044476 1044479\n");
     assert_eq!(stdout, "");
@@ -177,10 +229,16 @@ fn control_channel_errors() {
     assert_eq!(stdout, "");
     let lines: Vec<&str> = control.lines().collect();
     assert_eq!(lines[0], "error:Bad 'zz' in featureset");
-    assert!(lines[1].starts_with("error:xenguest: construct_cpuid_policy: ["), "{control}");
+    assert!(
+        lines[1].starts_with("error:xenguest: construct_cpuid_policy: ["),
+        "{control}"
+    );
     assert_eq!(lines.len(), 2);
     let (code, control, _, _) = with_control_fd(&["-bogus"]);
-    assert_eq!((code, control.as_str()), (Some(1), "error:xenguest: invalid command line '-bogus'\n"));
+    assert_eq!(
+        (code, control.as_str()),
+        (Some(1), "error:xenguest: invalid command line '-bogus'\n")
+    );
 }
 
 #[test]
@@ -209,7 +267,9 @@ fn trace_and_memory_map_files() {
     ]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let t = std::fs::read_to_string(&trace).unwrap();
-    assert!(t.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+    assert!(t
+        .lines()
+        .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
     assert!(t.contains("\"call\":\"populate_physmap\""));
     assert!(t.contains("\"call\":\"xs_write\""));
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<?xml"));

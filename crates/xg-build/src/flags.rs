@@ -255,8 +255,8 @@ pub fn get_flags<S: Store + ?Sized>(
     vgpu: bool,
 ) -> Result<Flags, BuildError> {
     let paths: Vec<String> = BATCH.iter().map(|k| format!("{domain_path}/{k}")).collect();
-    let values = read_batch(store, TxId::NONE, &paths)
-        .map_err(|e| BuildError::store(Step::GetFlags, e))?;
+    let values =
+        read_batch(store, TxId::NONE, &paths).map_err(|e| BuildError::store(Step::GetFlags, e))?;
     let mut warnings = Vec::new();
     let mut r = Reader {
         values: BATCH.iter().copied().zip(values).collect(),
@@ -503,7 +503,8 @@ mod tests {
     const P: &str = "/local/domain/5";
 
     fn flags_of(keys: &[(&str, &str)], vgpu: bool) -> Result<(Flags, Vec<usize>), BuildError> {
-        let keys: Vec<(String, &str)> = keys.iter().map(|(k, v)| (format!("{P}/{k}"), *v)).collect();
+        let keys: Vec<(String, &str)> =
+            keys.iter().map(|(k, v)| (format!("{P}/{k}"), *v)).collect();
         let refs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         let s = MapStore::with(&refs);
         let f = get_flags(&s, P, &dominfo(HVM), vgpu)?;
@@ -577,7 +578,10 @@ mod tests {
     #[test]
     fn nested_virt_wins_over_exp_key() {
         let (f, _) = flags_of(
-            &[("platform/nested-virt", "0"), ("platform/exp-nested-hvm", "1")],
+            &[
+                ("platform/nested-virt", "0"),
+                ("platform/exp-nested-hvm", "1"),
+            ],
             false,
         )
         .unwrap();
@@ -587,7 +591,10 @@ mod tests {
     #[test]
     fn cores_per_socket_must_divide() {
         let e = flags_of(
-            &[("platform/vcpu/number", "3"), ("platform/cores-per-socket", "2")],
+            &[
+                ("platform/vcpu/number", "3"),
+                ("platform/cores-per-socket", "2"),
+            ],
             false,
         )
         .unwrap_err();

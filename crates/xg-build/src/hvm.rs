@@ -224,10 +224,12 @@ pub fn set_params<H: Hypervisor + ?Sized>(
     let apic = u8::from_ne_bytes([flags.apic.to_ne_bytes()[0]]);
     let nr_vcpus = u32::try_from(flags.vcpus.max(0)).unwrap_or(0);
     let current = u32::try_from(flags.vcpus_current.clamp(0, flags::HVM_MAX_VCPUS)).unwrap_or(0);
-    let hvm_info = xg_guest::hvm_info::patch_hvm_info(hv, domid, apic, nr_vcpus, current)
-        .map_err(|e| BuildError {
-            step: Step::SetParams,
-            kind: ErrorKind::Guest(Box::new(e)),
+    let hvm_info =
+        xg_guest::hvm_info::patch_hvm_info(hv, domid, apic, nr_vcpus, current).map_err(|e| {
+            BuildError {
+                step: Step::SetParams,
+                kind: ErrorKind::Guest(Box::new(e)),
+            }
         })?;
     let viridian = flags.viridian_mask();
     if let Some(mask) = viridian {

@@ -53,11 +53,11 @@ pub mod pci;
 pub mod plan;
 pub mod safety;
 pub mod svg;
-pub mod toolstack;
-pub mod xstrace;
 #[cfg(test)]
 mod testing;
+pub mod toolstack;
 pub mod vcpus;
+pub mod xstrace;
 
 pub use error::{BuildError, ErrorKind, Step};
 pub use flags::{get_flags, Flags};

@@ -16,7 +16,12 @@ use crate::pci::PciInputs;
 pub const OVMF_PATH: &str = "/usr/share/edk2/OVMF-release.fd";
 
 /// Builds the layout input from the command line and the PCI facts.
-pub fn layout_input(mem_max_mib: u64, mem_start_mib: u64, vgpu: bool, pci: &PciInputs) -> HvmLayoutInput {
+pub fn layout_input(
+    mem_max_mib: u64,
+    mem_start_mib: u64,
+    vgpu: bool,
+    pci: &PciInputs,
+) -> HvmLayoutInput {
     HvmLayoutInput {
         mem_max_mib,
         mem_start_mib,
@@ -129,8 +134,8 @@ pub fn load_system_firmware(
             .unwrap_or_else(|| Path::new("/"))
             .join(name),
     };
-    let data = read_nofollow(&path)
-        .map_err(|e| fatal(None, e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let data =
+        read_nofollow(&path).map_err(|e| fatal(None, e.raw_os_error().unwrap_or(libc::EIO)))?;
     log::info!("Loaded OVMF from {}", path.display());
     let bytes = u64::try_from(data.len()).unwrap_or(u64::MAX);
     Ok((SystemFirmware::Ovmf { path, bytes }, Some(data)))
@@ -280,7 +285,8 @@ impl<M: MemoryOps + ?Sized> MemoryOps for Recording<'_, M> {
         flags: MemFlags,
         gfns: &[Gfn],
     ) -> xg_ctrl::Result<()> {
-        self.inner.populate_physmap_exact(domid, order, flags, gfns)?;
+        self.inner
+            .populate_physmap_exact(domid, order, flags, gfns)?;
         self.record(order, flags, gfns, gfns.len());
         Ok(())
     }

@@ -182,5 +182,11 @@ pub fn plan_hvm<R: RmrrSource>(
         None => PciInputs::default(),
     };
     let layout = mem::compute_layout(&mem::layout_input(mem_max_mib, mem_start_mib, vgpu, &pci))?;
-    Ok(memory_plan(&layout, pci, mem_max_mib, mem_start_mib, mem_pnode))
+    Ok(memory_plan(
+        &layout,
+        pci,
+        mem_max_mib,
+        mem_start_mib,
+        mem_pnode,
+    ))
 }

@@ -16,7 +16,10 @@ pub fn hvm_safety_check(
         log::info!("--force in effect - skipping safety checks");
         return Ok(());
     }
-    let hap = flags.dominfo.as_ref().is_some_and(xg_ctrl::DomainInfo::is_hap);
+    let hap = flags
+        .dominfo
+        .as_ref()
+        .is_some_and(xg_ctrl::DomainInfo::is_hap);
     let refusal = if pod && flags.nested_virt != 0 {
         Some("Populate on Demand and Nested Virtualisation are mutually exclusive")
     } else if pod && pci_given {

@@ -6,7 +6,9 @@
 
 use std::fmt::Write;
 
-use xg_guest::special_pages::{ioreq_server_pfn, special_pfn, NR_IOREQ_SERVER_PAGES, NR_SPECIAL_PAGES};
+use xg_guest::special_pages::{
+    ioreq_server_pfn, special_pfn, NR_IOREQ_SERVER_PAGES, NR_SPECIAL_PAGES,
+};
 
 use crate::hvm::HvmBuildOutcome;
 
@@ -50,7 +52,7 @@ pub struct Region {
 fn size_text(bytes: u64) -> String {
     const UNITS: [(&str, u32); 5] = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10), ("B", 0)];
     for (name, shift) in UNITS {
-        if bytes >= 1u64 << shift && (bytes % (1u64 << shift) == 0 || shift <= 20) {
+        if bytes >= 1u64 << shift && (bytes.is_multiple_of(1u64 << shift) || shift <= 20) {
             let whole = bytes >> shift;
             let frac = bytes & ((1u64 << shift) - 1);
             return if frac == 0 {
@@ -82,7 +84,8 @@ pub fn regions(o: &HvmBuildOutcome) -> Vec<Region> {
         None => "vnode 0".to_owned(),
     };
     for r in &o.populated {
-        if r.gfn >= special_pfn(0) - NR_IOREQ_SERVER_PAGES && r.gfn < special_pfn(NR_SPECIAL_PAGES) {
+        if r.gfn >= special_pfn(0) - NR_IOREQ_SERVER_PAGES && r.gfn < special_pfn(NR_SPECIAL_PAGES)
+        {
             continue; // the special pages get their own band
         }
         let start = r.gfn << 12;

@@ -11,10 +11,15 @@ use crate::error::{BuildError, Step};
 /// `HVM_MAX_VCPUS`.
 const MAX_VCPUS: u64 = 128;
 
-/// Creates HVM+HAP domain `domid` with `max_vcpus` from `platform/vcpu/number` (default
-/// 1) and `max_mem` = `mem_max_mib`, and creates the domain's Xenstore directory (owned
-/// by dom0, readable by the guest). Returns the domain path.
-pub fn build_pre<H, S>(hv: &H, store: &S, domid: DomId, mem_max_mib: u64) -> Result<String, BuildError>
+/// Creates HVM+HAP domain `domid` with `max_vcpus` from `platform/vcpu/number`
+/// (default one) and `max_mem` = `mem_max_mib`, and creates the domain's Xenstore
+/// directory (owned by dom0, readable by the guest). Returns the domain path.
+pub fn build_pre<H, S>(
+    hv: &H,
+    store: &S,
+    domid: DomId,
+    mem_max_mib: u64,
+) -> Result<String, BuildError>
 where
     H: Hypervisor + ?Sized,
     S: Store + ?Sized,

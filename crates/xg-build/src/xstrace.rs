@@ -34,7 +34,13 @@ fn record(sink: &TraceSink, tx: TxId, req: &Request, reply: &Result<Reply>, batc
         Request::SetPerms(p, perms) => (
             "xs_set_perms",
             p,
-            Some(perms.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
+            Some(
+                perms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         ),
     };
     let mut m = Map::new();

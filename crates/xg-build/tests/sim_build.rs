@@ -149,7 +149,11 @@ fn mem_pnode_on_a_two_node_host() {
     sc.pnode = Some(1);
     let (r, store) = run(&sc, None);
     let out = r.result.as_ref().unwrap();
-    assert!(out.populated.iter().filter(|p| p.gfn >= 0xC0 && p.gfn < 0xfeff0).all(|p| p.node == Some(1)));
+    assert!(out
+        .populated
+        .iter()
+        .filter(|p| p.gfn >= 0xC0 && p.gfn < 0xfeff0)
+        .all(|p| p.node == Some(1)));
     // Guest RAM came from node 1; only libxenguest's node-less calls (the 0xa0 low
     // pages and the special pages) may land elsewhere.
     let free = r.sim.inner().node_free_pages();
@@ -173,7 +177,10 @@ fn mem_pnode_without_room_fails_before_allocating() {
     let mut sc = Scenario::new(1024);
     sc.pnode = Some(7);
     let e = run(&sc, None).0.result.unwrap_err();
-    assert_eq!(e.wire_lines(), vec!["NUMA node 7 does not exist (the host has 2)\n".to_owned()]);
+    assert_eq!(
+        e.wire_lines(),
+        vec!["NUMA node 7 does not exist (the host has 2)\n".to_owned()]
+    );
 }
 
 #[test]
@@ -194,7 +201,10 @@ fn cores_per_socket_must_divide_vcpus() {
         .platform("cores-per-socket", "2");
     let e = run(&sc, None).0.result.unwrap_err();
     assert_eq!(e.step, Step::GetFlags);
-    assert_eq!(e.wire_lines(), vec!["Bad cores/socket setting: 2 (nr vcpus 3)\n".to_owned()]);
+    assert_eq!(
+        e.wire_lines(),
+        vec!["Bad cores/socket setting: 2 (nr vcpus 3)\n".to_owned()]
+    );
 }
 
 #[test]
@@ -204,7 +214,10 @@ fn bad_featureset_fails_in_construct_cpuid_policy() {
     assert_eq!(e.step, Step::CpuidPolicy);
     let lines = e.wire_lines();
     assert_eq!(lines[0], "Bad 'zz' in featureset\n");
-    assert!(lines[1].starts_with("xenguest: construct_cpuid_policy: ["), "{lines:?}");
+    assert!(
+        lines[1].starts_with("xenguest: construct_cpuid_policy: ["),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -222,7 +235,10 @@ fn unsupported_bios_and_ovmf_override() {
         .platform("hvmloader/bios", "ovmf")
         .platform("ovmf-override", "../x.fd");
     let e = run(&sc, None).0.result.unwrap_err();
-    assert_eq!(e.wire_lines()[0], "ovmf-override key '../x.fd' must be a filename, not a path\n");
+    assert_eq!(
+        e.wire_lines()[0],
+        "ovmf-override key '../x.fd' must be a filename, not a path\n"
+    );
 }
 
 #[test]
@@ -237,18 +253,24 @@ fn uefi_guest_loads_ovmf() {
     req_sc.domid = 4;
     // The OVMF path is part of the request: point it into the temp dir.
     let sink = xg_ctrl::trace::TraceSink::new();
-    let sim = xg_ctrl::trace::Traced::new(xg_ctrl::sim::Simulator::new(&req_sc.host).unwrap(), sink);
+    let sim =
+        xg_ctrl::trace::Traced::new(xg_ctrl::sim::Simulator::new(&req_sc.host).unwrap(), sink);
     let path = "/local/domain/4";
     use xg_store::Store;
     for (k, v) in &req_sc.platform {
         store
-            .write(xg_store::TxId::NONE, &xg_build::toolstack::platform_key(path, k), v.as_bytes())
+            .write(
+                xg_store::TxId::NONE,
+                &xg_build::toolstack::platform_key(path, k),
+                v.as_bytes(),
+            )
             .unwrap();
     }
     xg_build::toolstack::build_pre(&sim, &store, xg_ctrl::DomId(4), 1024).unwrap();
     let mut req = req_sc.request();
     req.ovmf_path = dir.path().join("OVMF-release.fd");
-    let out = xg_build::build_hvm(&sim, &store, &xg_build::PciHost::at("/nonexistent"), &req).unwrap();
+    let out =
+        xg_build::build_hvm(&sim, &store, &xg_build::PciHost::at("/nonexistent"), &req).unwrap();
     match &out.system_firmware {
         xg_build::mem::SystemFirmware::Ovmf { path, bytes } => {
             assert!(path.ends_with("OVMF-test.fd"));
@@ -276,4 +298,3 @@ fn hypercall_failure_names_the_step() {
         vec!["xenguest: xc_domain_set_memory_map: [22] Invalid argument\n".to_owned()]
     );
 }
-

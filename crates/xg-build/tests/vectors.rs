@@ -67,7 +67,10 @@ const VECTORS: &[Vector] = &[
         mmio_start: 0xF000_0000,
         lowmem_end: 0xF000_0000,
         highmem_end: 0x1_1000_0000,
-        e820: &[(RAM, 0x10_0000, 0xEFF0_0000), (RAM, 0x1_0000_0000, 0x1000_0000)],
+        e820: &[
+            (RAM, 0x10_0000, 0xEFF0_0000),
+            (RAM, 0x1_0000_0000, 0x1000_0000),
+        ],
     },
     Vector {
         name: "T4",
@@ -81,7 +84,10 @@ const VECTORS: &[Vector] = &[
         mmio_start: 0xF000_0000,
         lowmem_end: 0xF000_0000,
         highmem_end: 0x4_1000_0000,
-        e820: &[(RAM, 0x10_0000, 0xEFF0_0000), (RAM, 0x1_0000_0000, 0x3_1000_0000)],
+        e820: &[
+            (RAM, 0x10_0000, 0xEFF0_0000),
+            (RAM, 0x1_0000_0000, 0x3_1000_0000),
+        ],
     },
     Vector {
         name: "T5",
@@ -113,7 +119,10 @@ const VECTORS: &[Vector] = &[
         mmio_start: 0xC000_0000,
         lowmem_end: 0xC000_0000,
         highmem_end: 0x1_4000_0000,
-        e820: &[(RAM, 0x10_0000, 0xBFF0_0000), (RAM, 0x1_0000_0000, 0x4000_0000)],
+        e820: &[
+            (RAM, 0x10_0000, 0xBFF0_0000),
+            (RAM, 0x1_0000_0000, 0x4000_0000),
+        ],
     },
     Vector {
         name: "T7",
@@ -145,7 +154,10 @@ const VECTORS: &[Vector] = &[
         mmio_start: 0x8000_0000,
         lowmem_end: 0x8000_0000,
         highmem_end: 0x1_8000_0000,
-        e820: &[(RAM, 0x10_0000, 0x7FF0_0000), (RAM, 0x1_0000_0000, 0x8000_0000)],
+        e820: &[
+            (RAM, 0x10_0000, 0x7FF0_0000),
+            (RAM, 0x1_0000_0000, 0x8000_0000),
+        ],
     },
     Vector {
         name: "T9",
@@ -159,7 +171,10 @@ const VECTORS: &[Vector] = &[
         mmio_start: 0x8000_0000,
         lowmem_end: 0x8000_0000,
         highmem_end: 0x1_8000_0000,
-        e820: &[(RAM, 0x10_0000, 0x7FF0_0000), (RAM, 0x1_0000_0000, 0x8000_0000)],
+        e820: &[
+            (RAM, 0x10_0000, 0x7FF0_0000),
+            (RAM, 0x1_0000_0000, 0x8000_0000),
+        ],
     },
     Vector {
         name: "T10",
@@ -198,10 +213,25 @@ fn spec_test_vectors() {
             sc.pci = Some("0000:05:00.0".into());
         }
         let (r, store) = run(&sc, Some(dir.path()));
-        let o = r.result.as_ref().unwrap_or_else(|e| panic!("{}: {e:?}", v.name));
+        let o = r
+            .result
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{}: {e:?}", v.name));
         let l = &o.layout;
-        let got = (l.mmio_total, l.mmio_size, l.mmio_start, l.lowmem_end, l.highmem_end);
-        let want = (v.mmio_total, v.hole, v.mmio_start, v.lowmem_end, v.highmem_end);
+        let got = (
+            l.mmio_total,
+            l.mmio_size,
+            l.mmio_start,
+            l.lowmem_end,
+            l.highmem_end,
+        );
+        let want = (
+            v.mmio_total,
+            v.hole,
+            v.mmio_start,
+            v.lowmem_end,
+            v.highmem_end,
+        );
         assert_eq!(got, want, "{}", v.name);
         let e820: Vec<(u32, u64, u64)> = l.e820.iter().map(|e| (e.kind, e.addr, e.size)).collect();
         assert_eq!(e820, v.e820, "{}", v.name);
@@ -218,8 +248,18 @@ fn spec_test_vectors() {
             "{}: {dump}",
             v.name
         );
-        assert_eq!(dump.contains("vram-reserved-addr = \"fb000000\""), v.vgpu, "{}", v.name);
-        assert_eq!(dump.contains("vram-reserved-size = \"16777216\""), v.vgpu, "{}", v.name);
+        assert_eq!(
+            dump.contains("vram-reserved-addr = \"fb000000\""),
+            v.vgpu,
+            "{}",
+            v.name
+        );
+        assert_eq!(
+            dump.contains("vram-reserved-size = \"16777216\""),
+            v.vgpu,
+            "{}",
+            v.name
+        );
         // The memory map handed to Xen is the layout's e820, in push order.
         let _ = writeln!(all, "== {} (M={} vgpu={})", v.name, v.mem, v.vgpu);
         all.push_str(&layout_text(o));

@@ -49,7 +49,8 @@ fn build_against_c_xenstored_matches_memstore() {
     );
     // Read the build's keys back from the daemon.
     let p = &real.domain_path;
-    let read = |k: &str| String::from_utf8(client.read(TxId::NONE, &format!("{p}/{k}")).unwrap()).unwrap();
+    let read =
+        |k: &str| String::from_utf8(client.read(TxId::NONE, &format!("{p}/{k}")).unwrap()).unwrap();
     assert_eq!(read("platform/acpi"), "1");
     assert_eq!(read("platform/acpi_s3"), "0");
     assert_eq!(read("vm-data/mmio-hole-size"), "536870912");
@@ -67,7 +68,10 @@ fn failed_build_leaves_no_keys_in_c_xenstored() {
     let p = &r.domain_path;
     for k in ["platform/acpi", "vm-data/mmio-hole-size"] {
         assert!(
-            client.read_opt(TxId::NONE, &format!("{p}/{k}")).unwrap().is_none(),
+            client
+                .read_opt(TxId::NONE, &format!("{p}/{k}"))
+                .unwrap()
+                .is_none(),
             "{k} was written"
         );
     }

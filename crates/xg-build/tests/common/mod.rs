@@ -57,7 +57,8 @@ impl Scenario {
 
     pub fn request(&self) -> HvmBuildRequest {
         let fw = xg_guest::firmware::builtin_test_firmware();
-        let mut req = HvmBuildRequest::new(DomId(self.domid), self.mem_max_mib, self.mem_start_mib, fw);
+        let mut req =
+            HvmBuildRequest::new(DomId(self.domid), self.mem_max_mib, self.mem_start_mib, fw);
         req.store_evtchn = 5;
         req.console_evtchn = 6;
         req.vgpu = self.vgpu;
@@ -127,14 +128,25 @@ pub fn sysfs(devs: &[Dev<'_>]) -> TempDir {
         for i in 0..7 {
             match d.bars.get(i) {
                 Some(&size) if size > 0 => {
-                    writeln!(res, "{base:#018x} {:#018x} {:#018x}", base + size - 1, 0x40200).unwrap();
+                    writeln!(
+                        res,
+                        "{base:#018x} {:#018x} {:#018x}",
+                        base + size - 1,
+                        0x40200
+                    )
+                    .unwrap();
                     base += size;
                 }
                 _ => writeln!(res, "{:#018x} {:#018x} {:#018x}", 0, 0, 0).unwrap(),
             }
         }
         // Lines after the seventh are bridge windows: never counted.
-        writeln!(res, "{:#018x} {:#018x} {:#018x}", 0x1_0000_0000u64, 0x1_FFFF_FFFFu64, 0).unwrap();
+        writeln!(
+            res,
+            "{:#018x} {:#018x} {:#018x}",
+            0x1_0000_0000u64, 0x1_FFFF_FFFFu64, 0
+        )
+        .unwrap();
         std::fs::write(p.join("resource"), res).unwrap();
         std::fs::write(p.join("vendor"), format!("{:#06x}\n", d.vendor)).unwrap();
         std::fs::write(p.join("device"), format!("{:#06x}\n", d.device)).unwrap();
@@ -150,7 +162,8 @@ pub fn sysfs(devs: &[Dev<'_>]) -> TempDir {
 }
 
 fn hex(v: &Value) -> String {
-    v.as_u64().map_or_else(|| v.to_string(), |n| format!("{n:#x}"))
+    v.as_u64()
+        .map_or_else(|| v.to_string(), |n| format!("{n:#x}"))
 }
 
 /// A record as one line: call name and fields, without seq/rc noise.
@@ -210,7 +223,8 @@ pub fn summarize(records: &[Value], domain_path: &str) -> String {
             while j < records.len()
                 && is_populate(&records[j])
                 && key(&records[j]) == key(r)
-                && field(&records[j], "first_gpfn") == field(&records[j - 1], "first_gpfn") + step(&records[j - 1])
+                && field(&records[j], "first_gpfn")
+                    == field(&records[j - 1], "first_gpfn") + step(&records[j - 1])
             {
                 j += 1;
             }
@@ -275,7 +289,12 @@ pub fn report(run: &Run, store: &MemStore) -> String {
         }
     }
     s.push_str("--- trace\n");
-    let records: Vec<Value> = run.sink.records().iter().map(xg_ctrl::trace::Record::to_value).collect();
+    let records: Vec<Value> = run
+        .sink
+        .records()
+        .iter()
+        .map(xg_ctrl::trace::Record::to_value)
+        .collect();
     s.push_str(&summarize(&records, &run.domain_path));
     s
 }
