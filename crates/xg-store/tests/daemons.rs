@@ -506,6 +506,14 @@ fn introduce_and_release() {
             xs.wait_event(WAIT).unwrap(),
             Some(event("@introduceDomain", "in"))
         );
+        xs.resume(5).unwrap();
+        xs.set_target(5, 0).unwrap();
+        // An unknown domain: the same split as for a second RELEASE below.
+        let unknown = xs.resume(9);
+        match d.flavour() {
+            Flavour::C => assert_eq!(errno(&unknown), libc::ENOENT),
+            Flavour::OCaml => assert_eq!(errno(&unknown), libc::EINVAL),
+        }
         // Now domain 5 exists, it can own nodes on both daemons.
         xs.write(NONE, "/local/domain/5/x", b"1").unwrap();
         xs.set_perms(NONE, "/local/domain/5/x", &[perm(5, Access::None)])
@@ -532,7 +540,14 @@ fn control_and_unsupported_types() {
             Flavour::C => assert!(help.contains("log"), "{help}"),
             Flavour::OCaml => assert!(help.starts_with("OK"), "{help}"),
         }
+        let other = d.client().unwrap();
+        xs.watch("/rw", "t").unwrap();
+        assert!(xs.wait_event(WAIT).unwrap().is_some());
         xs.reset_watches().unwrap();
+        other.write(NONE, "/rw/x", b"1").unwrap();
+        assert_eq!(xs.wait_event(Duration::from_millis(200)).unwrap(), None);
+        // The watch is gone on the daemon side too: it can be set again.
+        xs.watch("/rw", "t").unwrap();
         let mut raw = Raw::connect(d);
         for (i, ty) in [20u32, 23, 24, 25, 26].into_iter().enumerate() {
             let id = u32::try_from(i).unwrap() + 1;
