@@ -201,9 +201,15 @@ impl Client {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Sets how long to wait for each reply.
+    /// Sets how long to wait for each reply (and for a socket write to be accepted).
     pub fn set_timeout(&self, timeout: Duration) {
-        self.lock().timeout = timeout;
+        let mut inner = self.lock();
+        inner.timeout = timeout;
+        if let Conn::Socket(s) = &inner.conn {
+            if let Err(e) = s.set_write_timeout(Some(timeout.max(Duration::from_millis(1)))) {
+                log::warn!("setting the socket write timeout failed: {e}");
+            }
+        }
     }
 
     /// The current reply timeout.
@@ -257,6 +263,16 @@ impl Client {
                 Err(Error::Timeout { .. }) => return Ok(None),
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Watch events as an iterator: each item waits up to `idle` for the next event, and
+    /// the iterator ends when none comes in that time (or after yielding an error).
+    pub fn events(&self, idle: Duration) -> Events<'_> {
+        Events {
+            client: self,
+            idle,
+            done: false,
         }
     }
 
@@ -344,6 +360,35 @@ impl Client {
     fn domid_op(&self, op: &'static str, msg_type: MsgType, domid: u32) -> Result<Vec<u8>> {
         let payload = wire::strings_payload(&[domid.to_string().as_bytes()]);
         self.lock().simple(op, "", msg_type, TxId::NONE, payload)
+    }
+}
+
+/// Iterator of [`Client::events`].
+#[derive(Debug)]
+pub struct Events<'a> {
+    client: &'a Client,
+    idle: Duration,
+    done: bool,
+}
+
+impl Iterator for Events<'_> {
+    type Item = Result<WatchEvent>;
+
+    fn next(&mut self) -> Option<Result<WatchEvent>> {
+        if self.done {
+            return None;
+        }
+        match self.client.wait_event(self.idle) {
+            Ok(Some(e)) => Some(Ok(e)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
     }
 }
 

@@ -39,7 +39,7 @@ pub mod path;
 mod txn;
 pub mod wire;
 
-pub use client::{Client, WatchEvent, DEFAULT_TIMEOUT};
+pub use client::{Client, Events, WatchEvent, DEFAULT_TIMEOUT};
 pub use error::{Error, Result};
 pub use mem::MemStore;
 pub use txn::{transaction, transaction_with_attempts, TRANSACTION_ATTEMPTS};

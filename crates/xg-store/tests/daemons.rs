@@ -180,10 +180,10 @@ fn watches_fire_immediately_and_on_change() {
         xs.watch("/q2", "kept").unwrap();
         xs.write(NONE, "/q/x", b"1").unwrap();
         xs.unwatch("/q", "gone").unwrap();
-        let mut rest = Vec::new();
-        while let Some(e) = xs.wait_event(Duration::from_millis(200)).unwrap() {
-            rest.push(e);
-        }
+        let rest: Vec<WatchEvent> = xs
+            .events(Duration::from_millis(200))
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert_eq!(rest, [event("/q2", "kept")]);
     });
 }
