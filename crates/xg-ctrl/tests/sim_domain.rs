@@ -371,3 +371,39 @@ fn host_files_load_from_disk() {
         Error::HostConfig { .. }
     ));
 }
+
+#[test]
+fn shipped_host_files_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hosts");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let sim =
+                Simulator::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            sim.check_invariants().unwrap();
+            n += 1;
+        }
+    }
+    assert!(n >= 4);
+    let oracle = HostConfig::from_file(&dir.join("oracle-default.toml")).unwrap();
+    let built = HostConfig::oracle_compatible(&xg_ctrl::sim::OracleModel::default());
+    assert_eq!(oracle.nodes, built.nodes);
+    assert_eq!(
+        (oracle.placement, oracle.pod_cache, oracle.initial_max_kib),
+        (built.placement, built.pod_cache, built.initial_max_kib)
+    );
+    // The fragmented host has no 1 GiB chunk and 64 whole 2 MiB frames per node.
+    let sim = Simulator::from_file(&dir.join("fragmented.toml")).unwrap();
+    for node in sim.host_snapshot().nodes {
+        assert_eq!(node.free_chunks[18], 0);
+        assert_eq!(
+            node.free_chunks[9..]
+                .iter()
+                .enumerate()
+                .map(|(i, c)| c << i)
+                .sum::<usize>(),
+            64
+        );
+    }
+}

@@ -133,17 +133,23 @@ pub mod save {
     /// `HVM_FILE_VERSION`.
     pub const VERSION: u32 = 1;
     /// `sizeof(struct hvm_save_descriptor)`.
-    pub const DESCRIPTOR_LEN: usize = 8;
+    pub const DESCRIPTOR_LEN: usize = size_of::<xg_sys::hvm_save_descriptor>();
     /// `sizeof(struct hvm_save_header)`.
-    pub const HEADER_LEN: usize = 24;
-    /// `sizeof(struct hvm_hw_cpu)` in Xen 4.17.
-    pub const CPU_LEN: usize = 1032;
+    pub const HEADER_LEN: usize = size_of::<xg_sys::hvm_save_header>();
+    /// `sizeof(struct hvm_hw_cpu)`.
+    pub const CPU_LEN: usize = size_of::<xg_sys::hvm_hw_cpu>();
     /// `sizeof(struct hvm_hw_mtrr)`.
-    pub const MTRR_LEN: usize = 240;
+    pub const MTRR_LEN: usize = size_of::<xg_sys::hvm_hw_mtrr>();
     /// Offset of `rflags` in `struct hvm_hw_cpu`.
-    pub const CPU_RFLAGS: usize = 648;
+    pub const CPU_RFLAGS: usize = offset_of!(xg_sys::hvm_hw_cpu, rflags);
     /// Offset of `cr0` in `struct hvm_hw_cpu`.
-    pub const CPU_CR0: usize = 656;
+    pub const CPU_CR0: usize = offset_of!(xg_sys::hvm_hw_cpu, cr0);
+    /// Offset of `msr_pat_cr` in `struct hvm_hw_mtrr`.
+    pub const MTRR_PAT: usize = offset_of!(xg_sys::hvm_hw_mtrr, msr_pat_cr);
+    /// Offset of `msr_mtrr_cap` in `struct hvm_hw_mtrr`.
+    pub const MTRR_CAP: usize = offset_of!(xg_sys::hvm_hw_mtrr, msr_mtrr_cap);
+
+    use std::mem::{offset_of, size_of};
 }
 
 fn push_record(blob: &mut Vec<u8>, typecode: u16, instance: u16, body: &[u8]) {
@@ -170,10 +176,10 @@ pub fn initial_hvm_context(vcpus: u32, cpuid_eax: u32, gtsc_khz: u32) -> Vec<u8>
     cpu[save::CPU_RFLAGS..save::CPU_RFLAGS + 8].copy_from_slice(&2u64.to_le_bytes());
     cpu[save::CPU_CR0..save::CPU_CR0 + 8].copy_from_slice(&0x6000_0010u64.to_le_bytes());
     let mut mtrr = vec![0u8; save::MTRR_LEN];
-    // msr_pat_cr at 0: the power-on PAT; msr_mtrr_cap at 224: 8 variable ranges, fixed
-    // ranges and write-combining.
-    mtrr[0..8].copy_from_slice(&0x0007_0406_0007_0406u64.to_le_bytes());
-    mtrr[224..232].copy_from_slice(&0x508u64.to_le_bytes());
+    // The power-on PAT; MTRRcap: 8 variable ranges, fixed ranges and write-combining.
+    mtrr[save::MTRR_PAT..save::MTRR_PAT + 8]
+        .copy_from_slice(&0x0007_0406_0007_0406u64.to_le_bytes());
+    mtrr[save::MTRR_CAP..save::MTRR_CAP + 8].copy_from_slice(&0x508u64.to_le_bytes());
     for v in 0..vcpus {
         let instance = u16::try_from(v).unwrap_or(u16::MAX);
         push_record(&mut blob, save::CPU, instance, &cpu);
@@ -255,6 +261,15 @@ mod tests {
             vec![(1, 0), (2, 0), (2, 1), (14, 0), (14, 1), (0, 0)]
         );
         assert_eq!(recs[1].body.len(), save::CPU_LEN);
+        // Xen 4.17's public/arch-x86/hvm/save.h, measured with gcc.
+        assert_eq!(
+            (save::CPU_LEN, save::MTRR_LEN, save::HEADER_LEN),
+            (1032, 240, 24)
+        );
+        assert_eq!(
+            (save::CPU_RFLAGS, save::CPU_CR0, save::MTRR_CAP),
+            (648, 656, 224)
+        );
         assert_eq!(blob.len(), 5 * 8 + 8 + 24 + 2 * 1032 + 2 * 240);
         assert!(parse_hvm_context(&blob[..blob.len() - 1]).is_none());
     }
