@@ -2,9 +2,22 @@
 //! libxenforeignmemory in one handle).
 //!
 //! [`XenCtrl`] owns `/dev/xen/privcmd` and, when present, `/dev/xen/hypercall` for the
-//! whole of its life. It implements [`HostOps`](crate::HostOps),
-//! [`DomainOps`](crate::DomainOps), [`MemoryOps`](crate::MemoryOps) and
-//! [`GuestMemory`](crate::GuestMemory).
+//! whole of its life. It implements [`crate::HostOps`], [`crate::DomainOps`],
+//! [`crate::MemoryOps`] and [`crate::GuestMemory`].
+//!
+//! Design notes:
+//! * Hypercall arguments live in page-backed buffer memory (the
+//!   `/dev/xen/hypercall` device, else locked anonymous pages), built field by field in
+//!   zeroed pages and read back after the call; single pages are cached like libxencall.
+//! * memory_op goes through a one-entry multicall so results above `INT_MAX` survive.
+//! * domctl/sysctl EACCES is [`Error::InterfaceVersion`]; read-only domctls are reissued
+//!   on EFAULT when buffers may fault (libxenctrl's `do_domctl_retry_efault`).
+//! * Guest memory is mapped in batches of at most [`MAP_BATCH_FRAMES`] frames, per-frame
+//!   errors are read and paged-out frames retried; bytes are copied through raw pointers
+//!   only, never through slices over guest memory.
+//! * Unit tests swap the raw `ioctl` for a recording stub (`mock`), so every request is
+//!   checked byte for byte without Xen; `tests/privcmd_xen.rs` runs the same calls on a
+//!   real Xen.
 //!
 //! ```no_run
 //! use xg_ctrl::{DomId, DomainOps, XenCtrl};
@@ -56,6 +69,12 @@ pub struct XenCtrl {
     /// (cpumap bytes, nodemap bytes), from physinfo on first use (libxenctrl caches too).
     host_sizes: OnceLock<(usize, usize)>,
 }
+
+// One handle may be shared by the stages of a build, across threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<XenCtrl>();
+};
 
 fn open_device(path: &Path) -> io::Result<OwnedFd> {
     let file = OpenOptions::new()
