@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use meminit_common::{readme_cases, run_sim, OracleArgs};
+use meminit_common::{random_case, readme_cases, run_sim, OracleArgs};
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde_json::Value;
 use xg_ctrl::sim::OracleModel;
 use xg_guest::meminit::Strategy;
@@ -116,65 +116,6 @@ fn readme_case_table_matches_libxenguest() {
         let calls = compare(bin, name, &host, &args);
         println!("{name}: {calls} identical records");
     }
-}
-
-/// A random configuration in the ranges the brief asks for.
-fn random_case(rng: &mut SmallRng) -> (OracleModel, OracleArgs) {
-    // Log-uniform sizes from 1 MiB to 2 TiB, usually odd.
-    let exp = rng.gen_range(0..=21u32);
-    let mut mem_mib = (1u64 << exp) + if rng.gen_bool(0.6) { rng.gen_range(0..(1u64 << exp)) } else { 0 };
-    mem_mib = mem_mib.clamp(1, 2 << 20);
-    let mut args = OracleArgs::mib(mem_mib);
-    if rng.gen_bool(0.3) {
-        // MMIO hole sizes xenguest produces, and odd ones.
-        let hole_mib = if rng.gen_bool(0.7) { 256u64 << rng.gen_range(0..=3u32) } else { rng.gen_range(1..=2048u64) };
-        args.mmio_start_mib = Some(4096 - hole_mib);
-    }
-    let vnuma = rng.gen_bool(0.3);
-    if vnuma {
-        args.vnodes = rng.gen_range(1..=8);
-        // The simulator has 4 nodes for exact-node requests (the oracle 64): name them
-        // explicitly whenever identity would go beyond.
-        if args.vnodes > 4 || rng.gen_bool(0.5) {
-            args.pnodes = (0..args.vnodes)
-                .map(|_| if rng.gen_bool(0.1) { u32::MAX } else { rng.gen_range(0..4) })
-                .collect();
-        }
-    }
-    if rng.gen_bool(if vnuma { 0.05 } else { 0.25 }) {
-        args.target_mib = Some(rng.gen_range(0..mem_mib.max(1)));
-    }
-    args.claim = rng.gen_bool(0.3);
-    if rng.gen_bool(0.3) {
-        args.vga_hole_pages = Some(0);
-    }
-    if rng.gen_bool(0.15) {
-        args.no_device_model = true;
-    }
-    if rng.gen_bool(0.03) {
-        args.total_pages = Some((mem_mib << 8) + rng.gen_range(1..512));
-    }
-
-    let mut host = OracleModel::default();
-    // Failing superpages multiply the calls (129 per GiB without 1 GiB pages, 2 per 8 MiB
-    // without 2 MiB pages): keep those guests at a size that keeps the test quick.
-    let small = mem_mib <= 1 << 10;
-    let medium = mem_mib <= 256 << 10;
-    match rng.gen_range(0..10) {
-        0 if medium => host.fail_orders = vec![18],
-        1 if small => host.fail_orders = vec![9],
-        2 if small => host.fail_orders = vec![18, 9],
-        3 if medium => host.fragment = vec![(18, rng.gen_range(0..8))],
-        4 if small => host.fragment = vec![(18, rng.gen_range(0..4)), (9, rng.gen_range(0..4000))],
-        5 => {
-            let nodes = rng.gen_range(1..=4);
-            host.free_pages = (0..nodes).map(|_| rng.gen_range(0..(mem_mib << 8).max(1) * 2)).collect();
-        }
-        _ => {}
-    }
-    host.claim_fail = rng.gen_bool(0.05);
-    host.pod_fail = rng.gen_bool(0.05);
-    (host, args)
 }
 
 #[test]

@@ -13,14 +13,29 @@ pub enum Strategy {
     /// 2048 × 4 KiB per call.
     #[default]
     Compat,
-    /// The same extents in the same order at the same gfns, but consecutive calls of one
-    /// order and flag set are merged into one call of up to [`MAX_BATCH_EXTENTS`] extents.
-    /// A short return is fed back call by call, so every fallback matches `Compat`.
+    /// The same extents requested in the same order at the same gfns as `Compat`, but
+    /// consecutive requests of one order and flag set travel in one call of up to
+    /// [`MAX_BATCH_EXTENTS`] extents. A short return is fed back call by call, so every
+    /// fallback matches `Compat`; any hypervisor that answers extent by extent gives both
+    /// strategies the same answers.
     Batched,
+    /// Like `Batched`, but once a superpage of some order and flag set has failed, later
+    /// superpages of that order and flag set are not asked for again: they go straight to
+    /// the fallback `Compat` would use after their failure. Same final map as `Compat`
+    /// when superpage failures are lasting (no memory is freed during the build), with
+    /// far fewer calls on fragmented hosts.
+    BatchedSkipFailed,
 }
 
-/// Extents in one batched call (16 KiB of gfns).
-pub const MAX_BATCH_EXTENTS: usize = 2048;
+impl Strategy {
+    fn batches(self) -> bool {
+        self != Strategy::Compat
+    }
+}
+
+/// Most extents in one batched call (512 KiB of gfns; libxenguest's PV path passes up
+/// to 2^20 per call).
+pub const MAX_BATCH_EXTENTS: usize = 1 << 16;
 
 /// What a successful `meminit_hvm` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,11 +66,13 @@ pub fn meminit_hvm<M: MemoryOps + ?Sized>(
         gfns: Vec::new(),
         last_error: None,
         populate_calls: 0,
+        failed: Vec::new(),
+        skip_failed: strategy == Strategy::BatchedSkipFailed,
     };
     let mut plan = MeminitPlan::new(cfg);
     while let Some(step) = plan.step() {
         match step {
-            Step::Populate(call) if strategy == Strategy::Batched => run.batch(&mut plan, call),
+            Step::Populate(call) if strategy.batches() => run.batch(&mut plan, call),
             _ => {
                 let answer = run.single(step);
                 plan.complete(answer);
@@ -89,6 +106,16 @@ struct Runner<'o, M: ?Sized> {
     /// The error of the last failed call, for the typed error.
     last_error: Option<xg_ctrl::Error>,
     populate_calls: u64,
+    /// (order, flags) of superpages that failed, for `BatchedSkipFailed`.
+    failed: Vec<(PageOrder, xg_ctrl::MemFlags)>,
+    skip_failed: bool,
+}
+
+/// A compat call inside a batch: sent, or skipped as a known failure.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Sent(PopulateCall),
+    Skipped(PopulateCall),
 }
 
 impl<M: MemoryOps + ?Sized> Runner<'_, M> {
@@ -145,24 +172,47 @@ impl<M: MemoryOps + ?Sized> Runner<'_, M> {
         }
     }
 
+    fn known_failure(&self, call: &PopulateCall) -> bool {
+        self.skip_failed
+            && call.kind == CallKind::Populate
+            && self.failed.contains(&(call.order, call.flags))
+    }
+
     /// Merges the compat calls that follow `first` (same order and flags) into one
     /// `populate_physmap`, then feeds the result back call by call.
     fn batch(&mut self, plan: &mut MeminitPlan<'_>, first: PopulateCall) {
+        if self.known_failure(&first) {
+            trace!("skipping order {} at gfn {:#x}: failed before", first.order, first.first_gfn);
+            plan.complete(Answer::Done(0));
+            return;
+        }
         // Look ahead on a clone, assuming every call succeeds in full.
         let mut ahead = plan.clone();
-        let mut calls: Vec<PopulateCall> = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
         let mut extents = 0u64;
         let limit = xg_ctrl::types::conv::usize_to_u64(MAX_BATCH_EXTENTS);
         while let Some(Step::Populate(call)) = ahead.step() {
+            if self.known_failure(&call) {
+                slots.push(Slot::Skipped(call));
+                ahead.complete(Answer::Done(0));
+                continue;
+            }
             let fits = extents + call.nr_extents <= limit;
-            if call.order != first.order || call.flags != first.flags || !(fits || calls.is_empty()) {
+            if call.order != first.order || call.flags != first.flags || !(fits || extents == 0) {
                 break;
             }
             extents += call.nr_extents;
-            calls.push(call);
+            slots.push(Slot::Sent(call));
             ahead.complete(Answer::Done(call.nr_extents));
         }
-        self.fill(calls.iter().copied());
+        // Skipped calls after the last sent one belong to the next batch.
+        while matches!(slots.last(), Some(Slot::Skipped(_))) {
+            slots.pop();
+        }
+        self.fill(slots.iter().filter_map(|s| match s {
+            Slot::Sent(c) => Some(*c),
+            Slot::Skipped(_) => None,
+        }));
         let done = match self.issue(CallKind::Populate, first.order, first.flags) {
             Ok(done) => done,
             Err(e) => {
@@ -173,11 +223,22 @@ impl<M: MemoryOps + ?Sized> Runner<'_, M> {
             }
         };
         let mut offset = 0u64;
-        for call in calls {
+        for slot in slots {
+            let call = match slot {
+                Slot::Skipped(call) => {
+                    debug_assert_eq!(plan.step(), Some(Step::Populate(call)));
+                    plan.complete(Answer::Done(0));
+                    continue;
+                }
+                Slot::Sent(call) => call,
+            };
             debug_assert_eq!(plan.step(), Some(Step::Populate(call)));
             let got = done.saturating_sub(offset).min(call.nr_extents);
             plan.complete(Answer::Done(got));
             if got < call.nr_extents {
+                if call.kind == CallKind::Populate {
+                    self.failed.push((call.order, call.flags));
+                }
                 // What libxenctrl reports for a short `_exact` call.
                 self.last_error = Some(xg_ctrl::Error::Partial {
                     requested: xg_ctrl::types::conv::u64_to_usize(call.nr_extents),

@@ -3,6 +3,8 @@
 //! like the oracle's hypervisor model.
 #![allow(dead_code)]
 
+use rand::rngs::SmallRng;
+use rand::Rng;
 use serde_json::Value;
 use xg_ctrl::sim::{OracleModel, Simulator};
 use xg_ctrl::trace::{TraceSink, Traced};
@@ -236,4 +238,331 @@ pub fn readme_cases() -> Vec<(&'static str, OracleModel, OracleArgs)> {
             },
         ),
     ]
+}
+
+/// A folded line of a call summary: `calls` populate calls of one shape and outcome
+/// over contiguous gfns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Group {
+    calls: u64,
+    call: String,
+    nr: u64,
+    order: u64,
+    flags: u64,
+    status: String,
+    first: u64,
+    last: u64,
+}
+
+impl Group {
+    fn end(&self) -> u64 {
+        self.last + (1u64 << self.order) - 1
+    }
+    fn shape(&self) -> String {
+        format!("{} {} x order {} flags {:#07x} {}", self.call, self.nr, self.order, self.flags, self.status)
+    }
+}
+
+enum Item {
+    Populate(Group),
+    Other(String),
+}
+
+/// Renders hypervisor-call records one fact per line: consecutive populate calls of the
+/// same shape and outcome over contiguous gfns fold into one line, and so do repeated
+/// pairs (a failed superpage call followed by its 4 KiB fallback).
+pub fn summarise_calls(records: &[Value]) -> String {
+    let u = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
+    let mut items: Vec<Item> = Vec::new();
+    for r in records {
+        let call = r["call"].as_str().unwrap_or("?").to_owned();
+        if !call.starts_with("populate_physmap") {
+            let detail = match call.as_str() {
+                "claim_pages" => format!("nr_pages {}", u(r, "nr_pages")),
+                "set_pod_target" => format!("target_pages {}", u(r, "target_pages")),
+                _ => String::new(),
+            };
+            items.push(Item::Other(format!("{call} {detail} rc {}", r["rc"])));
+            continue;
+        }
+        let (nr, order, flags) = (u(r, "nr_extents"), u(r, "extent_order"), u(r, "mem_flags"));
+        let done = u(r, "done");
+        let mut status = if done == nr {
+            "ok".to_owned()
+        } else if done == 0 {
+            "failed".to_owned()
+        } else {
+            format!("partial {done}/{nr}")
+        };
+        let contiguous = r["gpfns_contiguous"].as_bool().unwrap_or(false);
+        if !contiguous {
+            status.push_str(" (gfns not contiguous)");
+        }
+        let (first, last) = (u(r, "first_gpfn"), u(r, "last_gpfn"));
+        if let Some(Item::Populate(g)) = items.last_mut() {
+            if contiguous && g.call == call && g.nr == nr && g.order == order && g.flags == flags
+                && g.status == status && first == g.end() + 1
+            {
+                g.calls += 1;
+                g.last = last;
+                continue;
+            }
+        }
+        items.push(Item::Populate(Group { calls: 1, call, nr, order, flags, status, first, last }));
+    }
+
+    let mut out = String::new();
+    let mut i = 0;
+    while i < items.len() {
+        // A run of repeated single-call pairs?
+        if let (Some(Item::Populate(a)), Some(Item::Populate(b))) = (items.get(i), items.get(i + 1)) {
+            if a.calls == 1 && b.calls == 1 {
+                let mut reps = 1;
+                let mut end = b.end();
+                while let (Some(Item::Populate(c)), Some(Item::Populate(d))) =
+                    (items.get(i + 2 * reps), items.get(i + 2 * reps + 1))
+                {
+                    if c.calls == 1 && d.calls == 1 && c.shape() == a.shape() && d.shape() == b.shape() && c.first == end + 1 {
+                        end = d.end();
+                        reps += 1;
+                    } else {
+                        break;
+                    }
+                }
+                if reps >= 2 {
+                    out.push_str(&format!(
+                        "{reps:>5} x [{}; {}] gfn {:#x}-{end:#x}\n",
+                        a.shape(),
+                        b.shape(),
+                        a.first
+                    ));
+                    i += 2 * reps;
+                    continue;
+                }
+            }
+        }
+        match &items[i] {
+            Item::Populate(g) => out.push_str(&format!(
+                "{:>5} x {:<22} {:>4} x order {:<2} flags {:#07x} gfn {:#x}-{:#x} {}\n",
+                g.calls, g.call, g.nr, g.order, g.flags, g.first, g.end(), g.status
+            )),
+            Item::Other(line) => out.push_str(&format!("    1 x {line}\n")),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Renders a final p2m: extents per (order, node) and the populated ranges.
+pub fn summarise_p2m(runs: &[Run]) -> String {
+    use std::collections::BTreeMap;
+    let mut per: BTreeMap<(u8, Option<u32>), u64> = BTreeMap::new();
+    for &(_, order, count, node) in runs {
+        *per.entry((order, node)).or_default() += count;
+    }
+    let mut out = String::new();
+    for ((order, node), count) in per {
+        let node = node.map_or("pod".to_owned(), |n| format!("node {n}"));
+        out.push_str(&format!("  order {order:<2} {node}: {count} extents\n"));
+    }
+    // Ranges of populated gfns regardless of order.
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for &(gfn, order, count, _) in runs {
+        let end = gfn + (count << order);
+        match ranges.last_mut() {
+            Some(last) if last.1 == gfn => last.1 = end,
+            _ => ranges.push((gfn, end)),
+        }
+    }
+    for (s, e) in ranges {
+        out.push_str(&format!("  gfn {s:#x}-{:#x}\n", e - 1));
+    }
+    out
+}
+
+/// A random configuration in the ranges the brief asks for.
+pub fn random_case(rng: &mut SmallRng) -> (OracleModel, OracleArgs) {
+    // Log-uniform sizes from 1 MiB to 2 TiB, usually odd.
+    let exp = rng.gen_range(0..=21u32);
+    let mut mem_mib = (1u64 << exp) + if rng.gen_bool(0.6) { rng.gen_range(0..(1u64 << exp)) } else { 0 };
+    mem_mib = mem_mib.clamp(1, 2 << 20);
+    let mut args = OracleArgs::mib(mem_mib);
+    if rng.gen_bool(0.3) {
+        // MMIO hole sizes xenguest produces, and odd ones.
+        let hole_mib = if rng.gen_bool(0.7) { 256u64 << rng.gen_range(0..=3u32) } else { rng.gen_range(1..=2048u64) };
+        args.mmio_start_mib = Some(4096 - hole_mib);
+    }
+    let vnuma = rng.gen_bool(0.3);
+    if vnuma {
+        args.vnodes = rng.gen_range(1..=8);
+        // The simulator has 4 nodes for exact-node requests (the oracle 64): name them
+        // explicitly whenever identity would go beyond.
+        if args.vnodes > 4 || rng.gen_bool(0.5) {
+            args.pnodes = (0..args.vnodes)
+                .map(|_| if rng.gen_bool(0.1) { u32::MAX } else { rng.gen_range(0..4) })
+                .collect();
+        }
+    }
+    if rng.gen_bool(if vnuma { 0.05 } else { 0.25 }) {
+        args.target_mib = Some(rng.gen_range(0..mem_mib.max(1)));
+    }
+    args.claim = rng.gen_bool(0.3);
+    if rng.gen_bool(0.3) {
+        args.vga_hole_pages = Some(0);
+    }
+    if rng.gen_bool(0.15) {
+        args.no_device_model = true;
+    }
+    if rng.gen_bool(0.03) {
+        args.total_pages = Some((mem_mib << 8) + rng.gen_range(1..512));
+    }
+
+    let mut host = OracleModel::default();
+    // Failing superpages multiply the calls (129 per GiB without 1 GiB pages, 2 per 8 MiB
+    // without 2 MiB pages): keep those guests at a size that keeps the test quick.
+    let small = mem_mib <= 1 << 10;
+    let medium = mem_mib <= 256 << 10;
+    match rng.gen_range(0..10) {
+        0 if medium => host.fail_orders = vec![18],
+        1 if small => host.fail_orders = vec![9],
+        2 if small => host.fail_orders = vec![18, 9],
+        3 if medium => host.fragment = vec![(18, rng.gen_range(0..8))],
+        4 if small => host.fragment = vec![(18, rng.gen_range(0..4)), (9, rng.gen_range(0..4000))],
+        5 => {
+            let nodes = rng.gen_range(1..=4);
+            host.free_pages = (0..nodes).map(|_| rng.gen_range(0..(mem_mib << 8).max(1) * 2)).collect();
+        }
+        _ => {}
+    }
+    host.claim_fail = rng.gen_bool(0.05);
+    host.pod_fail = rng.gen_bool(0.05);
+    (host, args)
+}
+
+
+/// One attempted extent run: (first gfn, order, flags, succeeded, extents).
+pub type Attempt = (u64, u8, u32, bool, u64);
+
+/// A [`xg_ctrl::MemoryOps`] wrapper that records every extent the hypervisor was asked
+/// for, in request order, as runs: the extents done, then the one that failed (Xen stops
+/// at the first failure). Two strategies that make the same attempts in the same order
+/// get the same answers from any hypervisor that decides extent by extent.
+#[derive(Debug)]
+pub struct Recorder<H> {
+    pub inner: H,
+    attempts: std::cell::RefCell<Vec<Attempt>>,
+    pub max_extents_per_call: std::cell::Cell<usize>,
+}
+
+impl<H> Recorder<H> {
+    pub fn new(inner: H) -> Recorder<H> {
+        Recorder { inner, attempts: Default::default(), max_extents_per_call: Default::default() }
+    }
+
+    pub fn attempts(&self) -> Vec<Attempt> {
+        self.attempts.borrow().clone()
+    }
+
+    fn note(&self, order: xg_ctrl::PageOrder, flags: xg_ctrl::MemFlags, gfns: &[xg_ctrl::Gfn], done: usize) {
+        self.max_extents_per_call.set(self.max_extents_per_call.get().max(gfns.len()));
+        let mut a = self.attempts.borrow_mut();
+        let order = order.get();
+        for (i, g) in gfns.iter().enumerate().take(done + 1) {
+            let ok = i < done;
+            if let Some(last) = a.last_mut() {
+                if last.1 == order && last.2 == flags.0 && last.3 == ok && last.0 + (last.4 << order) == g.0 {
+                    last.4 += 1;
+                    continue;
+                }
+            }
+            a.push((g.0, order, flags.0, ok, 1));
+        }
+    }
+}
+
+impl<H: xg_ctrl::MemoryOps> xg_ctrl::MemoryOps for Recorder<H> {
+    fn populate_physmap(
+        &self,
+        domid: DomId,
+        order: xg_ctrl::PageOrder,
+        flags: xg_ctrl::MemFlags,
+        gfns: &[xg_ctrl::Gfn],
+    ) -> xg_ctrl::Result<usize> {
+        let r = self.inner.populate_physmap(domid, order, flags, gfns);
+        self.note(order, flags, gfns, *r.as_ref().unwrap_or(&0));
+        r
+    }
+
+    fn populate_physmap_exact(
+        &self,
+        domid: DomId,
+        order: xg_ctrl::PageOrder,
+        flags: xg_ctrl::MemFlags,
+        gfns: &[xg_ctrl::Gfn],
+    ) -> xg_ctrl::Result<()> {
+        let r = self.inner.populate_physmap_exact(domid, order, flags, gfns);
+        let done = match &r {
+            Ok(()) => gfns.len(),
+            Err(xg_ctrl::Error::Partial { done, .. }) => *done,
+            Err(_) => 0,
+        };
+        self.note(order, flags, gfns, done);
+        r
+    }
+
+    fn decrease_reservation(&self, d: DomId, o: xg_ctrl::PageOrder, g: &[xg_ctrl::Gfn]) -> xg_ctrl::Result<usize> {
+        self.inner.decrease_reservation(d, o, g)
+    }
+
+    fn claim_pages(&self, domid: DomId, pages: u64) -> xg_ctrl::Result<()> {
+        self.inner.claim_pages(domid, pages)
+    }
+
+    fn set_pod_target(&self, domid: DomId, pages: u64) -> xg_ctrl::Result<()> {
+        self.inner.set_pod_target(domid, pages)
+    }
+
+    fn set_memory_map(&self, domid: DomId, map: &[xg_ctrl::E820Entry]) -> xg_ctrl::Result<()> {
+        self.inner.set_memory_map(domid, map)
+    }
+}
+
+/// Runs one strategy on a fresh simulator behind a [`Recorder`].
+pub fn run_recorded(model: &OracleModel, cfg: &MeminitConfig, strategy: Strategy) -> (Outcome, Vec<Attempt>, usize) {
+    let rec = Recorder::new(new_sim(model));
+    let result = meminit_hvm(&rec, DOMID, cfg, strategy);
+    let attempts = rec.attempts();
+    let max = rec.max_extents_per_call.get();
+    (outcome(&rec.inner, result, Vec::new()), attempts, max)
+}
+
+/// Runs compat, batched and batched-skip-failed on identical hosts. Batched must make
+/// the same extent requests in the same order; all three must leave the same final p2m
+/// and the same result. Returns the populate calls of each (0 on error).
+pub fn assert_same(model: &OracleModel, cfg: &MeminitConfig, what: &str) -> [u64; 3] {
+    let (a, attempts_a, max_a) = run_recorded(model, cfg, Strategy::Compat);
+    assert!(max_a <= 2048, "{what}: compat call of {max_a} extents");
+    let mut calls = [0; 3];
+    calls[0] = a.result.as_ref().map_or(0, |r| r.populate_calls);
+    for (i, strategy) in [Strategy::Batched, Strategy::BatchedSkipFailed].into_iter().enumerate() {
+        let what = format!("{what} [{strategy:?}]");
+        let (b, attempts_b, max_b) = run_recorded(model, cfg, strategy);
+        assert!(max_b <= xg_guest::meminit::MAX_BATCH_EXTENTS, "{what}: batch of {max_b} extents");
+        if strategy == Strategy::Batched {
+            assert_eq!(attempts_a, attempts_b, "{what}: attempted extents differ");
+        }
+        assert_eq!(a.p2m, b.p2m, "{what}: final p2m differs");
+        assert_eq!(a.totals, b.totals, "{what}: RAM/PoD/claim totals differ");
+        match (&a.result, &b.result) {
+            (Ok(x), Ok(y)) => {
+                assert_eq!(x.stats, y.stats, "{what}: page counters");
+                assert_eq!(x.p2m_size, y.p2m_size, "{what}: p2m_size");
+                assert!(y.populate_calls <= x.populate_calls, "{what}: more calls than compat");
+                calls[i + 1] = y.populate_calls;
+            }
+            (Err(x), Err(y)) => assert_eq!(x, y, "{what}: errors differ"),
+            (x, y) => panic!("{what}: compat {x:?} vs {y:?}"),
+        }
+    }
+    calls
 }
