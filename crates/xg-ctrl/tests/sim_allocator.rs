@@ -689,3 +689,57 @@ proptest! {
         prop_assert_eq!(sim.host_snapshot().outstanding_claims, 0);
     }
 }
+
+/// A 4 GiB guest laid out as meminit_hvm does (4 KiB below 2 MiB without the VGA hole,
+/// 1 GiB where aligned outside the MMIO hole, else 4 x 2 MiB), on the default host:
+/// where every extent went, and what the host has left.
+#[test]
+fn four_gib_guest_on_the_default_host() {
+    let sim = Simulator::default();
+    let d = guest(&sim, 1, 4096);
+    let total: u64 = 4096 << 8;
+    let (mmio_start, mmio_end): (u64, u64) = (0xF0000, 0x100000);
+    let highmem_end = mmio_end + (total - mmio_start);
+    let low: Vec<Gfn> = (0..0xa0).chain(0xc0..0x200).map(Gfn).collect();
+    sim.populate_physmap_exact(d, O0, MemFlags::NONE, &low)
+        .unwrap();
+    for (start, end) in [(0x200, mmio_start), (mmio_end, highmem_end)] {
+        let mut gfn = start;
+        while gfn < end {
+            if gfn.is_multiple_of(1 << 18) && end - gfn >= 1 << 18 {
+                assert_eq!(
+                    sim.populate_physmap(d, O18, MemFlags::NONE, &[Gfn(gfn)])
+                        .unwrap(),
+                    1
+                );
+                gfn += 1 << 18;
+            } else {
+                let n = ((gfn | ((1 << 18) - 1)) + 1)
+                    .min(end)
+                    .saturating_sub(gfn)
+                    .min(2048)
+                    / 512;
+                let v = gfns(gfn, n, O9);
+                assert_eq!(
+                    sim.populate_physmap(d, O9, MemFlags::NONE, &v).unwrap(),
+                    v.len()
+                );
+                gfn += n * 512;
+            }
+        }
+    }
+    let snap = sim.domain_snapshot(d).unwrap();
+    assert_eq!(snap.ram_pages, total - 0x20);
+    let host = sim.host_snapshot();
+    let view = serde_json::json!({
+        "extents": snap.extents,
+        "populated": snap.populated,
+        "last_alloc_node": snap.last_alloc_node,
+        "host_free_pages": host.free_pages,
+        "node_free_pages": host.nodes.iter().map(|n| n.free_pages).collect::<Vec<_>>(),
+        "node_free_1g_chunks": host.nodes.iter().map(|n| n.free_chunks[18]).collect::<Vec<_>>(),
+        "first_mfns": ([0u64, 0x200, 0x40000, 0x100000].map(|g| sim.mfn_of(d, Gfn(g)))),
+    });
+    insta::assert_json_snapshot!("four_gib_default_host", view);
+    sim.check_invariants().unwrap();
+}
