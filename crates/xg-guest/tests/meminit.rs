@@ -26,9 +26,16 @@ fn render(name: &str, host: &OracleModel, args: &OracleArgs) -> String {
         args.cli().join(" "),
         host.to_vars()
     );
-    for strategy in [Strategy::Compat, Strategy::Batched, Strategy::BatchedSkipFailed] {
+    for strategy in [
+        Strategy::Compat,
+        Strategy::Batched,
+        Strategy::BatchedSkipFailed,
+    ] {
         let o = run_sim(host, &cfg, strategy, true);
-        s.push_str(&format!("\n== {strategy:?}: {} hypervisor calls\n", o.records.len()));
+        s.push_str(&format!(
+            "\n== {strategy:?}: {} hypervisor calls\n",
+            o.records.len()
+        ));
         s.push_str(&summarise_calls(&o.records));
         match &o.result {
             Ok(r) => s.push_str(&format!(
@@ -54,12 +61,20 @@ fn snapshots_of_the_case_table() {
     cases.push((
         "pod-vga0-claim-4097mib",
         model(&[]),
-        OracleArgs { claim: true, target_mib: Some(3000), vga_hole_pages: Some(0), ..OracleArgs::mib(4097) },
+        OracleArgs {
+            claim: true,
+            target_mib: Some(3000),
+            vga_hole_pages: Some(0),
+            ..OracleArgs::mib(4097)
+        },
     ));
     cases.push((
         "oom-2vnodes-node1-short",
         model(&[("ORACLE_FREE_PAGES", "2000000,300000")]),
-        OracleArgs { vnodes: 2, ..OracleArgs::mib(4096) },
+        OracleArgs {
+            vnodes: 2,
+            ..OracleArgs::mib(4096)
+        },
     ));
     for (name, host, args) in cases {
         insta::assert_snapshot!(name, render(name, &host, &args));
@@ -73,11 +88,22 @@ fn worked_example_4gib() {
     let calls = |env: &[(&str, &str)]| {
         let o = run_sim(&model(env), &cfg, Strategy::Compat, false);
         let r = o.result.unwrap();
-        (r.populate_calls, r.stats.pages_4k, r.stats.pages_2m, r.stats.pages_1g)
+        (
+            r.populate_calls,
+            r.stats.pages_4k,
+            r.stats.pages_2m,
+            r.stats.pages_1g,
+        )
     };
     assert_eq!(calls(&[]), (260, 0x200, 0x3ff, 2));
-    assert_eq!(calls(&[("ORACLE_FAIL_ORDER", "18")]), (516, 0x200, 0x7ff, 0));
-    assert_eq!(calls(&[("ORACLE_FAIL_ORDER", "18,9")]), (1028, 0x100000, 0, 0));
+    assert_eq!(
+        calls(&[("ORACLE_FAIL_ORDER", "18")]),
+        (516, 0x200, 0x7ff, 0)
+    );
+    assert_eq!(
+        calls(&[("ORACLE_FAIL_ORDER", "18,9")]),
+        (1028, 0x100000, 0, 0)
+    );
     let o = run_sim(&model(&[]), &cfg, Strategy::Compat, false);
     assert_eq!(o.totals.0, 0x100000 - 0x20, "populated pages");
 }
@@ -94,18 +120,36 @@ fn batched_equals_compat_on_random_configurations() {
     let mut rng = SmallRng::seed_from_u64(0xba7c_4ed);
     for i in 0..80 {
         let (host, args) = random_case(&mut rng);
-        assert_same(&host, &args.config(), &format!("random-{i} {:?} {:?}", args.cli(), host.to_vars()));
+        assert_same(
+            &host,
+            &args.config(),
+            &format!("random-{i} {:?} {:?}", args.cli(), host.to_vars()),
+        );
     }
 }
 
 /// The goal: at most 1/20 of libxenguest's populate calls for guests of 4 GiB or more.
 #[test]
 fn batched_makes_few_calls() {
-    for mib in [4 * GIB_MIB, 8 * GIB_MIB, 64 * GIB_MIB, 1024 * GIB_MIB, 4097, 6001] {
+    for mib in [
+        4 * GIB_MIB,
+        8 * GIB_MIB,
+        64 * GIB_MIB,
+        1024 * GIB_MIB,
+        4097,
+        6001,
+    ] {
         for vnodes in [0, 2] {
-            let args = OracleArgs { vnodes, ..OracleArgs::mib(mib) };
-            let [compat, batched, skip] = assert_same(&model(&[]), &args.config(), &format!("{mib} MiB"));
-            assert!(batched * 20 <= compat, "{mib} MiB, {vnodes} vnodes: {batched} vs {compat}");
+            let args = OracleArgs {
+                vnodes,
+                ..OracleArgs::mib(mib)
+            };
+            let [compat, batched, skip] =
+                assert_same(&model(&[]), &args.config(), &format!("{mib} MiB"));
+            assert!(
+                batched * 20 <= compat,
+                "{mib} MiB, {vnodes} vnodes: {batched} vs {compat}"
+            );
             assert_eq!(skip, batched);
         }
     }
@@ -113,9 +157,21 @@ fn batched_makes_few_calls() {
 
 #[test]
 fn claim_failure_is_typed_and_releases_the_claim() {
-    let args = OracleArgs { claim: true, ..OracleArgs::mib(4096) };
-    for strategy in [Strategy::Compat, Strategy::Batched, Strategy::BatchedSkipFailed] {
-        let o = run_sim(&model(&[("ORACLE_CLAIM_FAIL", "1")]), &args.config(), strategy, true);
+    let args = OracleArgs {
+        claim: true,
+        ..OracleArgs::mib(4096)
+    };
+    for strategy in [
+        Strategy::Compat,
+        Strategy::Batched,
+        Strategy::BatchedSkipFailed,
+    ] {
+        let o = run_sim(
+            &model(&[("ORACLE_CLAIM_FAIL", "1")]),
+            &args.config(),
+            strategy,
+            true,
+        );
         let (msg, errno) = o.result.unwrap_err();
         assert_eq!(errno, Some(12), "{msg}");
         assert_eq!(o.records.len(), 2);
@@ -126,8 +182,16 @@ fn claim_failure_is_typed_and_releases_the_claim() {
 
 #[test]
 fn pod_target_failure_is_typed() {
-    let args = OracleArgs { target_mib: Some(1024), ..OracleArgs::mib(2048) };
-    let o = run_sim(&model(&[("ORACLE_POD_FAIL", "1")]), &args.config(), Strategy::Batched, true);
+    let args = OracleArgs {
+        target_mib: Some(1024),
+        ..OracleArgs::mib(2048)
+    };
+    let o = run_sim(
+        &model(&[("ORACLE_POD_FAIL", "1")]),
+        &args.config(),
+        Strategy::Batched,
+        true,
+    );
     let (msg, errno) = o.result.unwrap_err();
     assert!(msg.contains("PoD target"), "{msg}");
     assert!(errno.is_some());
@@ -137,8 +201,17 @@ fn pod_target_failure_is_typed() {
 #[test]
 fn short_4k_populate_is_ebusy_at_the_failing_call() {
     let args = OracleArgs::mib(1024);
-    for strategy in [Strategy::Compat, Strategy::Batched, Strategy::BatchedSkipFailed] {
-        let o = run_sim(&model(&[("ORACLE_FREE_PAGES", "200000")]), &args.config(), strategy, false);
+    for strategy in [
+        Strategy::Compat,
+        Strategy::Batched,
+        Strategy::BatchedSkipFailed,
+    ] {
+        let o = run_sim(
+            &model(&[("ORACLE_FREE_PAGES", "200000")]),
+            &args.config(),
+            strategy,
+            false,
+        );
         let (msg, errno) = o.result.unwrap_err();
         assert_eq!(errno, Some(16), "{msg}");
         // The same call fails in both strategies (see the oom-1gib snapshot).
@@ -149,12 +222,29 @@ fn short_4k_populate_is_ebusy_at_the_failing_call() {
 
 #[test]
 fn consistency_errors_make_only_the_claim_release() {
-    let vnuma_pod = OracleArgs { vnodes: 2, target_mib: Some(100), ..OracleArgs::mib(4096) }.config();
-    let mismatch = MeminitConfig { total_pages: 4096 << 8, ..OracleArgs::mib(2048).config() };
-    let mut unknown = OracleArgs { vnodes: 2, ..OracleArgs::mib(4096) }.config();
+    let vnuma_pod = OracleArgs {
+        vnodes: 2,
+        target_mib: Some(100),
+        ..OracleArgs::mib(4096)
+    }
+    .config();
+    let mismatch = MeminitConfig {
+        total_pages: 4096 << 8,
+        ..OracleArgs::mib(2048).config()
+    };
+    let mut unknown = OracleArgs {
+        vnodes: 2,
+        ..OracleArgs::mib(4096)
+    }
+    .config();
     unknown.vnode_to_pnode.truncate(1);
     let mut uncovered = OracleArgs::mib(4096).config();
-    uncovered.vmemranges = vec![xg_guest::layout::VmemRange { start: 1 << 20, end: 4096 << 20, flags: 0, nid: 0 }];
+    uncovered.vmemranges = vec![xg_guest::layout::VmemRange {
+        start: 1 << 20,
+        end: 4096 << 20,
+        flags: 0,
+        nid: 0,
+    }];
     uncovered.total_pages = 4095 << 8;
     uncovered.vnode_to_pnode = vec![0];
     for (cfg, want) in [
@@ -180,12 +270,24 @@ struct Granting {
 }
 
 impl MemoryOps for Granting {
-    fn populate_physmap(&self, _: DomId, _: PageOrder, _: MemFlags, gfns: &[Gfn]) -> xg_ctrl::Result<usize> {
+    fn populate_physmap(
+        &self,
+        _: DomId,
+        _: PageOrder,
+        _: MemFlags,
+        gfns: &[Gfn],
+    ) -> xg_ctrl::Result<usize> {
         self.max_gfns.set(self.max_gfns.get().max(gfns.len()));
         self.calls.set(self.calls.get() + 1);
         Ok(gfns.len())
     }
-    fn populate_physmap_exact(&self, d: DomId, o: PageOrder, f: MemFlags, g: &[Gfn]) -> xg_ctrl::Result<()> {
+    fn populate_physmap_exact(
+        &self,
+        d: DomId,
+        o: PageOrder,
+        f: MemFlags,
+        g: &[Gfn],
+    ) -> xg_ctrl::Result<()> {
         self.populate_physmap(d, o, f, g).map(|_| ())
     }
     fn decrease_reservation(&self, _: DomId, _: PageOrder, _: &[Gfn]) -> xg_ctrl::Result<usize> {
@@ -209,14 +311,25 @@ impl MemoryOps for Granting {
 fn memory_is_bounded_by_the_batch() {
     assert!(std::mem::size_of::<MeminitPlan<'_>>() <= 256);
     let cfg = OracleArgs::mib(2 << 20).config();
-    for strategy in [Strategy::Compat, Strategy::Batched, Strategy::BatchedSkipFailed] {
+    for strategy in [
+        Strategy::Compat,
+        Strategy::Batched,
+        Strategy::BatchedSkipFailed,
+    ] {
         let hv = Granting::default();
         let r = meminit_hvm(&hv, DomId(1), &cfg, strategy).unwrap();
-        assert!(hv.max_gfns.get() <= 2048, "{strategy:?}: {}", hv.max_gfns.get());
+        assert!(
+            hv.max_gfns.get() <= 2048,
+            "{strategy:?}: {}",
+            hv.max_gfns.get()
+        );
         assert!(hv.max_gfns.get() <= MAX_BATCH_EXTENTS);
         assert_eq!(r.populate_calls, hv.calls.get());
         let s = r.stats;
-        assert_eq!(s.pages_4k + (s.pages_2m << 9) + (s.pages_1g << 18), cfg.total_pages);
+        assert_eq!(
+            s.pages_4k + (s.pages_2m << 9) + (s.pages_1g << 18),
+            cfg.total_pages
+        );
     }
 }
 
@@ -225,7 +338,11 @@ fn config(pages: u64, mmio_hole_mib: u64, device_model: bool) -> MeminitConfig {
     let mmio_start = (1u64 << 32) - (mmio_hole_mib << 20);
     let mem = pages << 12;
     let lowmem_end = mem.min(mmio_start);
-    let highmem_end = if mem > mmio_start { (1 << 32) + mem - mmio_start } else { 0 };
+    let highmem_end = if mem > mmio_start {
+        (1 << 32) + mem - mmio_start
+    } else {
+        0
+    };
     MeminitConfig {
         total_pages: pages,
         target_pages: pages,

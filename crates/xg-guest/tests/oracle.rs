@@ -41,9 +41,15 @@ fn oracle() -> Option<&'static Path> {
                         Err(e) => e.to_string(),
                     };
                     if std::env::var("CI").is_ok_and(|v| v == "true") {
-                        panic!("CI=true but the libxenguest oracle ({}) cannot be built: {why}", script.display());
+                        panic!(
+                            "CI=true but the libxenguest oracle ({}) cannot be built: {why}",
+                            script.display()
+                        );
                     }
-                    eprintln!("SKIPPED: libxenguest oracle not available ({}): {why}", script.display());
+                    eprintln!(
+                        "SKIPPED: libxenguest oracle not available ({}): {why}",
+                        script.display()
+                    );
                     None
                 }
             }
@@ -52,7 +58,12 @@ fn oracle() -> Option<&'static Path> {
 }
 
 /// Runs the oracle; returns (hypervisor-call records, vmemrange records, result record).
-fn run_oracle(bin: &Path, host: &OracleModel, args: &OracleArgs, trace: &Path) -> (Vec<Value>, Vec<Value>, Value) {
+fn run_oracle(
+    bin: &Path,
+    host: &OracleModel,
+    args: &OracleArgs,
+    trace: &Path,
+) -> (Vec<Value>, Vec<Value>, Value) {
     let status = Command::new(bin)
         .args(args.cli())
         .arg("--trace")
@@ -87,22 +98,51 @@ fn compare(bin: &Path, name: &str, host: &OracleModel, args: &OracleArgs) -> usi
     // Our vNUMA range builder against libxl's (as the driver runs it).
     assert_eq!(ranges.len(), cfg.vmemranges.len(), "{name}: vmemranges");
     for (w, r) in ranges.iter().zip(&cfg.vmemranges) {
-        assert_eq!((w["start"].as_u64(), w["end"].as_u64(), w["nid"].as_u64()), (Some(r.start), Some(r.end), Some(u64::from(r.nid))), "{name}: vmemrange");
+        assert_eq!(
+            (w["start"].as_u64(), w["end"].as_u64(), w["nid"].as_u64()),
+            (Some(r.start), Some(r.end), Some(u64::from(r.nid))),
+            "{name}: vmemrange"
+        );
     }
     let ours = run_sim(host, &cfg, Strategy::Compat, true);
     let got = &ours.records;
     for (i, (w, g)) in want.iter().zip(got).enumerate() {
-        assert_eq!(w, g, "{name}: record {i} differs\nargs: {:?}\nenv: {:?}", args.cli(), host.to_vars());
+        assert_eq!(
+            w,
+            g,
+            "{name}: record {i} differs\nargs: {:?}\nenv: {:?}",
+            args.cli(),
+            host.to_vars()
+        );
     }
-    assert_eq!(want.len(), got.len(), "{name}: trace lengths differ ({:?} {:?})", args.cli(), host.to_vars());
+    assert_eq!(
+        want.len(),
+        got.len(),
+        "{name}: trace lengths differ ({:?} {:?})",
+        args.cli(),
+        host.to_vars()
+    );
 
     let rc = ours.result;
     let (populated, pod, claim) = ours.totals;
-    assert_eq!(result["rc"] == 0, rc.is_ok(), "{name}: rc {result} vs {rc:?}");
-    assert_eq!(result["populated_pages"], populated, "{name}: populated pages");
+    assert_eq!(
+        result["rc"] == 0,
+        rc.is_ok(),
+        "{name}: rc {result} vs {rc:?}"
+    );
+    assert_eq!(
+        result["populated_pages"], populated,
+        "{name}: populated pages"
+    );
     assert_eq!(result["pod_pages"], pod, "{name}: PoD pages");
-    assert_eq!(result["outstanding_claim"], claim, "{name}: outstanding claim");
-    assert_eq!(result["overlap_pages"], 0, "{name}: libxenguest populated a page twice");
+    assert_eq!(
+        result["outstanding_claim"], claim,
+        "{name}: outstanding claim"
+    );
+    assert_eq!(
+        result["overlap_pages"], 0,
+        "{name}: libxenguest populated a page twice"
+    );
     if let Ok(report) = rc {
         assert_eq!(result["p2m_size"], report.p2m_size, "{name}: p2m_size");
     }
@@ -126,6 +166,11 @@ fn random_configurations_match_libxenguest() {
         let (host, args) = random_case(&mut rng);
         let t = std::time::Instant::now();
         let calls = compare(bin, &format!("random-{i}"), &host, &args);
-        println!("random-{i}: {calls} identical records in {:?}: {:?} {:?}", t.elapsed(), args.cli(), host.to_vars());
+        println!(
+            "random-{i}: {calls} identical records in {:?}: {:?} {:?}",
+            t.elapsed(),
+            args.cli(),
+            host.to_vars()
+        );
     }
 }

@@ -195,9 +195,9 @@ pub fn hvm_layout(input: &HvmLayoutInput) -> Result<HvmLayout, LayoutError> {
 fn vram_slot(map: &[E820Entry], mmio_start: u64) -> Result<u64, LayoutError> {
     let mut addr = VRAM_RESERVED_ADDR_INIT;
     while addr >= mmio_start {
-        let clashes = map.iter().any(|e| {
-            addr + VRAM_RESERVED_SIZE > e.addr && addr < e.addr.saturating_add(e.size)
-        });
+        let clashes = map
+            .iter()
+            .any(|e| addr + VRAM_RESERVED_SIZE > e.addr && addr < e.addr.saturating_add(e.size));
         if !clashes {
             return Ok(addr);
         }

@@ -140,7 +140,9 @@ impl<M: MemoryOps + ?Sized> Runner<'_, M> {
             Ok(done) => Answer::Done(done),
             Err(e) => {
                 let answer = match &e {
-                    xg_ctrl::Error::Partial { done, .. } => Answer::Done(u64::try_from(*done).unwrap_or(0)),
+                    xg_ctrl::Error::Partial { done, .. } => {
+                        Answer::Done(u64::try_from(*done).unwrap_or(0))
+                    }
                     _ => Answer::Failed,
                 };
                 self.last_error = Some(e);
@@ -156,9 +158,19 @@ impl<M: MemoryOps + ?Sized> Runner<'_, M> {
         }
     }
 
-    fn issue(&mut self, kind: CallKind, order: PageOrder, flags: xg_ctrl::MemFlags) -> xg_ctrl::Result<u64> {
+    fn issue(
+        &mut self,
+        kind: CallKind,
+        order: PageOrder,
+        flags: xg_ctrl::MemFlags,
+    ) -> xg_ctrl::Result<u64> {
         self.populate_calls += 1;
-        trace!("populate {kind:?} {} x order {order} flags {:#x} at {}", self.gfns.len(), flags.0, self.gfns.first().copied().unwrap_or(Gfn(0)));
+        trace!(
+            "populate {kind:?} {} x order {order} flags {:#x} at {}",
+            self.gfns.len(),
+            flags.0,
+            self.gfns.first().copied().unwrap_or(Gfn(0))
+        );
         let gfns = &self.gfns[..];
         match kind {
             CallKind::Populate => self
@@ -182,7 +194,11 @@ impl<M: MemoryOps + ?Sized> Runner<'_, M> {
     /// `populate_physmap`, then feeds the result back call by call.
     fn batch(&mut self, plan: &mut MeminitPlan<'_>, first: PopulateCall) {
         if self.known_failure(&first) {
-            trace!("skipping order {} at gfn {:#x}: failed before", first.order, first.first_gfn);
+            trace!(
+                "skipping order {} at gfn {:#x}: failed before",
+                first.order,
+                first.first_gfn
+            );
             plan.complete(Answer::Done(0));
             return;
         }

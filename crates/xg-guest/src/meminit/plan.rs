@@ -394,7 +394,13 @@ impl<'a> MeminitPlan<'a> {
                 State::LowPages => {
                     if self.cfg.device_model {
                         let flags = self.base_flags;
-                        self.populate(CallKind::PopulateExact, PageOrder::ORDER_4K, flags, 0, LOW_PAGES);
+                        self.populate(
+                            CallKind::PopulateExact,
+                            PageOrder::ORDER_4K,
+                            flags,
+                            0,
+                            LOW_PAGES,
+                        );
                         self.state = State::AwaitLow;
                         return;
                     }
@@ -406,7 +412,13 @@ impl<'a> MeminitPlan<'a> {
                 State::Stage4K { count } => {
                     if count != 0 {
                         let (cur, flags) = (self.cur, self.flags);
-                        self.populate(CallKind::PopulateExact, PageOrder::ORDER_4K, flags, cur, count);
+                        self.populate(
+                            CallKind::PopulateExact,
+                            PageOrder::ORDER_4K,
+                            flags,
+                            cur,
+                            count,
+                        );
                         self.state = State::Await4K { count };
                     } else {
                         self.state = State::Iterate;
@@ -462,7 +474,11 @@ impl<'a> MeminitPlan<'a> {
             }
         }
         if self.cfg.device_model {
-            let covered = |pfn: u64| ranges.iter().any(|r| r.start >> 12 <= pfn && pfn < r.end >> 12);
+            let covered = |pfn: u64| {
+                ranges
+                    .iter()
+                    .any(|r| r.start >> 12 <= pfn && pfn < r.end >> 12)
+            };
             if !(0..LOW_PAGES).all(covered) {
                 return Err(Failure::LowMemoryUncovered);
             }
@@ -475,7 +491,11 @@ impl<'a> MeminitPlan<'a> {
             return State::Release;
         };
         let vnode = usize::try_from(range.nid).unwrap_or(usize::MAX);
-        let pnode = self.vnode_to_pnode.get(vnode).copied().unwrap_or(NUMA_NO_NODE);
+        let pnode = self
+            .vnode_to_pnode
+            .get(vnode)
+            .copied()
+            .unwrap_or(NUMA_NO_NODE);
         self.flags = if pnode != NUMA_NO_NODE {
             self.base_flags.union(MemFlags::exact_node(pnode))
         } else {
@@ -508,7 +528,13 @@ impl<'a> MeminitPlan<'a> {
         }
         if (count | cur_pfn) & mask == 0 && !self.touches_mmio(cur_pfn << 12, PAGES_1G << 12) {
             let (cur, flags) = (self.cur, self.flags);
-            self.populate(CallKind::Populate, PageOrder::ORDER_1G, flags, cur, count >> 18);
+            self.populate(
+                CallKind::Populate,
+                PageOrder::ORDER_1G,
+                flags,
+                cur,
+                count >> 18,
+            );
             return State::Await1G { count };
         }
         State::Stage2M { count }
@@ -530,7 +556,13 @@ impl<'a> MeminitPlan<'a> {
         }
         if (count | cur_pfn) & mask == 0 {
             let (cur, flags) = (self.cur, self.flags);
-            self.populate(CallKind::Populate, PageOrder::ORDER_2M, flags, cur, count >> 9);
+            self.populate(
+                CallKind::Populate,
+                PageOrder::ORDER_2M,
+                flags,
+                cur,
+                count >> 9,
+            );
             return State::Await2M { count };
         }
         State::Stage4K { count }

@@ -16,8 +16,13 @@ pub const DOMID: DomId = DomId(1);
 
 /// Parses the oracle's environment notation (`ORACLE_FAIL_ORDER=18,9 ...`).
 pub fn model(pairs: &[(&str, &str)]) -> OracleModel {
-    OracleModel::from_vars(|k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()))
-        .expect("valid oracle environment")
+    OracleModel::from_vars(|k| {
+        pairs
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .expect("valid oracle environment")
 }
 
 /// A run of populated extents: (first gfn, order, extents, node; `None` = PoD).
@@ -55,11 +60,16 @@ pub struct Outcome {
 
 fn new_sim(model: &OracleModel) -> Simulator {
     let sim = Simulator::oracle_compatible(model).expect("oracle-compatible host");
-    sim.create_domain(DOMID, &DomainConfig::default()).expect("domain 1");
+    sim.create_domain(DOMID, &DomainConfig::default())
+        .expect("domain 1");
     sim
 }
 
-fn outcome(sim: &Simulator, result: Result<MeminitReport, xg_guest::meminit::MeminitError>, records: Vec<Value>) -> Outcome {
+fn outcome(
+    sim: &Simulator,
+    result: Result<MeminitReport, xg_guest::meminit::MeminitError>,
+    records: Vec<Value>,
+) -> Outcome {
     sim.check_invariants().expect("simulator invariants");
     let snap = sim.domain_snapshot(DOMID).expect("domain exists");
     Outcome {
@@ -71,12 +81,22 @@ fn outcome(sim: &Simulator, result: Result<MeminitReport, xg_guest::meminit::Mem
 }
 
 /// Runs our `meminit_hvm` on a fresh oracle-compatible simulator.
-pub fn run_sim(model: &OracleModel, cfg: &MeminitConfig, strategy: Strategy, traced: bool) -> Outcome {
+pub fn run_sim(
+    model: &OracleModel,
+    cfg: &MeminitConfig,
+    strategy: Strategy,
+    traced: bool,
+) -> Outcome {
     let sim = new_sim(model);
     if traced {
         let hv = Traced::new(sim, TraceSink::new());
         let result = meminit_hvm(&hv, DOMID, cfg, strategy);
-        let records = hv.sink().hypercalls().iter().map(|r| r.to_value()).collect();
+        let records = hv
+            .sink()
+            .hypercalls()
+            .iter()
+            .map(|r| r.to_value())
+            .collect();
         outcome(hv.inner(), result, records)
     } else {
         let result = meminit_hvm(&sim, DOMID, cfg, strategy);
@@ -133,7 +153,13 @@ impl OracleArgs {
         }
         if !self.pnodes.is_empty() {
             a.push("--pnodes".into());
-            a.push(self.pnodes.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+            a.push(
+                self.pnodes
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
         }
         if self.claim {
             a.push("--claim".into());
@@ -148,10 +174,16 @@ impl OracleArgs {
     pub fn config(&self) -> xg_guest::meminit::MeminitConfig {
         use xg_guest::layout;
         let mem = self.mem_mib * MIB;
-        let mmio_start = self.mmio_start_mib.map_or(FOUR_GIB - 0x1000_0000, |m| m * MIB);
+        let mmio_start = self
+            .mmio_start_mib
+            .map_or(FOUR_GIB - 0x1000_0000, |m| m * MIB);
         let lowmem_end = self.lowmem_end_mib.map_or(mem.min(mmio_start), |m| m * MIB);
         let highmem_end = self.highmem_end_mib.map_or(
-            if mem > mmio_start { FOUR_GIB + (mem - mmio_start) } else { 0 },
+            if mem > mmio_start {
+                FOUR_GIB + (mem - mmio_start)
+            } else {
+                0
+            },
             |m| m * MIB,
         );
         let device_model = !self.no_device_model;
@@ -193,18 +225,69 @@ pub fn readme_cases() -> Vec<(&'static str, OracleModel, OracleArgs)> {
         ("256mib", env(&[]), m(256)),
         ("1gib", env(&[]), m(1024)),
         ("4gib-default-mmio", env(&[]), m(4096)),
-        ("8gib-2vnodes", env(&[]), OracleArgs { vnodes: 2, ..m(8192) }),
+        (
+            "8gib-2vnodes",
+            env(&[]),
+            OracleArgs {
+                vnodes: 2,
+                ..m(8192)
+            },
+        ),
         ("1tib", env(&[]), m(1048576)),
         ("odd-1023mib", env(&[]), m(1023)),
         ("odd-4097mib", env(&[]), m(4097)),
-        ("odd-6001mib-mmio2049", env(&[]), OracleArgs { mmio_start_mib: Some(2049), ..m(6001) }),
-        ("all-1g-fail-8gib", env(&[("ORACLE_FAIL_ORDER", "18")]), m(8192)),
-        ("all-2m-fail-4gib", env(&[("ORACLE_FAIL_ORDER", "9")]), m(4096)),
-        ("no-superpages-1gib", env(&[("ORACLE_FAIL_ORDER", "18,9")]), m(1024)),
-        ("claim-on-4gib", env(&[]), OracleArgs { claim: true, ..m(4096) }),
-        ("claim-fail-4gib", env(&[("ORACLE_CLAIM_FAIL", "1")]), OracleArgs { claim: true, ..m(4096) }),
-        ("pod-4gib-target2gib", env(&[]), OracleArgs { target_mib: Some(2048), ..m(4096) }),
-        ("fragmented-4gib", env(&[("ORACLE_FRAGMENT", "18:1,9:6")]), m(4096)),
+        (
+            "odd-6001mib-mmio2049",
+            env(&[]),
+            OracleArgs {
+                mmio_start_mib: Some(2049),
+                ..m(6001)
+            },
+        ),
+        (
+            "all-1g-fail-8gib",
+            env(&[("ORACLE_FAIL_ORDER", "18")]),
+            m(8192),
+        ),
+        (
+            "all-2m-fail-4gib",
+            env(&[("ORACLE_FAIL_ORDER", "9")]),
+            m(4096),
+        ),
+        (
+            "no-superpages-1gib",
+            env(&[("ORACLE_FAIL_ORDER", "18,9")]),
+            m(1024),
+        ),
+        (
+            "claim-on-4gib",
+            env(&[]),
+            OracleArgs {
+                claim: true,
+                ..m(4096)
+            },
+        ),
+        (
+            "claim-fail-4gib",
+            env(&[("ORACLE_CLAIM_FAIL", "1")]),
+            OracleArgs {
+                claim: true,
+                ..m(4096)
+            },
+        ),
+        (
+            "pod-4gib-target2gib",
+            env(&[]),
+            OracleArgs {
+                target_mib: Some(2048),
+                ..m(4096)
+            },
+        ),
+        (
+            "fragmented-4gib",
+            env(&[("ORACLE_FRAGMENT", "18:1,9:6")]),
+            m(4096),
+        ),
         ("oom-1gib", env(&[("ORACLE_FREE_PAGES", "200000")]), m(1024)),
         (
             "explicit-layout-2gib",
@@ -219,13 +302,28 @@ pub fn readme_cases() -> Vec<(&'static str, OracleModel, OracleArgs)> {
         (
             "xenguest-style-pod-8gib",
             env(&[]),
-            OracleArgs { target_mib: Some(6144), vga_hole_pages: Some(0), ..m(8192) },
+            OracleArgs {
+                target_mib: Some(6144),
+                vga_hole_pages: Some(0),
+                ..m(8192)
+            },
         ),
-        ("pvh-no-dm-2gib", env(&[]), OracleArgs { no_device_model: true, ..m(2048) }),
+        (
+            "pvh-no-dm-2gib",
+            env(&[]),
+            OracleArgs {
+                no_device_model: true,
+                ..m(2048)
+            },
+        ),
         (
             "vnuma-pod-rejected",
             env(&[]),
-            OracleArgs { vnodes: 2, target_mib: Some(2048), ..m(4096) },
+            OracleArgs {
+                vnodes: 2,
+                target_mib: Some(2048),
+                ..m(4096)
+            },
         ),
         (
             "layout-mismatch",
@@ -259,7 +357,10 @@ impl Group {
         self.last + (1u64 << self.order) - 1
     }
     fn shape(&self) -> String {
-        format!("{} {} x order {} flags {:#07x} {}", self.call, self.nr, self.order, self.flags, self.status)
+        format!(
+            "{} {} x order {} flags {:#07x} {}",
+            self.call, self.nr, self.order, self.flags, self.status
+        )
     }
 }
 
@@ -300,29 +401,49 @@ pub fn summarise_calls(records: &[Value]) -> String {
         }
         let (first, last) = (u(r, "first_gpfn"), u(r, "last_gpfn"));
         if let Some(Item::Populate(g)) = items.last_mut() {
-            if contiguous && g.call == call && g.nr == nr && g.order == order && g.flags == flags
-                && g.status == status && first == g.end() + 1
+            if contiguous
+                && g.call == call
+                && g.nr == nr
+                && g.order == order
+                && g.flags == flags
+                && g.status == status
+                && first == g.end() + 1
             {
                 g.calls += 1;
                 g.last = last;
                 continue;
             }
         }
-        items.push(Item::Populate(Group { calls: 1, call, nr, order, flags, status, first, last }));
+        items.push(Item::Populate(Group {
+            calls: 1,
+            call,
+            nr,
+            order,
+            flags,
+            status,
+            first,
+            last,
+        }));
     }
 
     let mut out = String::new();
     let mut i = 0;
     while i < items.len() {
         // A run of repeated single-call pairs?
-        if let (Some(Item::Populate(a)), Some(Item::Populate(b))) = (items.get(i), items.get(i + 1)) {
+        if let (Some(Item::Populate(a)), Some(Item::Populate(b))) = (items.get(i), items.get(i + 1))
+        {
             if a.calls == 1 && b.calls == 1 {
                 let mut reps = 1;
                 let mut end = b.end();
                 while let (Some(Item::Populate(c)), Some(Item::Populate(d))) =
                     (items.get(i + 2 * reps), items.get(i + 2 * reps + 1))
                 {
-                    if c.calls == 1 && d.calls == 1 && c.shape() == a.shape() && d.shape() == b.shape() && c.first == end + 1 {
+                    if c.calls == 1
+                        && d.calls == 1
+                        && c.shape() == a.shape()
+                        && d.shape() == b.shape()
+                        && c.first == end + 1
+                    {
                         end = d.end();
                         reps += 1;
                     } else {
@@ -344,7 +465,14 @@ pub fn summarise_calls(records: &[Value]) -> String {
         match &items[i] {
             Item::Populate(g) => out.push_str(&format!(
                 "{:>5} x {:<22} {:>4} x order {:<2} flags {:#07x} gfn {:#x}-{:#x} {}\n",
-                g.calls, g.call, g.nr, g.order, g.flags, g.first, g.end(), g.status
+                g.calls,
+                g.call,
+                g.nr,
+                g.order,
+                g.flags,
+                g.first,
+                g.end(),
+                g.status
             )),
             Item::Other(line) => out.push_str(&format!("    1 x {line}\n")),
         }
@@ -384,12 +512,21 @@ pub fn summarise_p2m(runs: &[Run]) -> String {
 pub fn random_case(rng: &mut SmallRng) -> (OracleModel, OracleArgs) {
     // Log-uniform sizes from 1 MiB to 2 TiB, usually odd.
     let exp = rng.gen_range(0..=21u32);
-    let mut mem_mib = (1u64 << exp) + if rng.gen_bool(0.6) { rng.gen_range(0..(1u64 << exp)) } else { 0 };
+    let mut mem_mib = (1u64 << exp)
+        + if rng.gen_bool(0.6) {
+            rng.gen_range(0..(1u64 << exp))
+        } else {
+            0
+        };
     mem_mib = mem_mib.clamp(1, 2 << 20);
     let mut args = OracleArgs::mib(mem_mib);
     if rng.gen_bool(0.3) {
         // MMIO hole sizes xenguest produces, and odd ones.
-        let hole_mib = if rng.gen_bool(0.7) { 256u64 << rng.gen_range(0..=3u32) } else { rng.gen_range(1..=2048u64) };
+        let hole_mib = if rng.gen_bool(0.7) {
+            256u64 << rng.gen_range(0..=3u32)
+        } else {
+            rng.gen_range(1..=2048u64)
+        };
         args.mmio_start_mib = Some(4096 - hole_mib);
     }
     let vnuma = rng.gen_bool(0.3);
@@ -399,7 +536,13 @@ pub fn random_case(rng: &mut SmallRng) -> (OracleModel, OracleArgs) {
         // explicitly whenever identity would go beyond.
         if args.vnodes > 4 || rng.gen_bool(0.5) {
             args.pnodes = (0..args.vnodes)
-                .map(|_| if rng.gen_bool(0.1) { u32::MAX } else { rng.gen_range(0..4) })
+                .map(|_| {
+                    if rng.gen_bool(0.1) {
+                        u32::MAX
+                    } else {
+                        rng.gen_range(0..4)
+                    }
+                })
                 .collect();
         }
     }
@@ -430,7 +573,9 @@ pub fn random_case(rng: &mut SmallRng) -> (OracleModel, OracleArgs) {
         4 if small => host.fragment = vec![(18, rng.gen_range(0..4)), (9, rng.gen_range(0..4000))],
         5 => {
             let nodes = rng.gen_range(1..=4);
-            host.free_pages = (0..nodes).map(|_| rng.gen_range(0..(mem_mib << 8).max(1) * 2)).collect();
+            host.free_pages = (0..nodes)
+                .map(|_| rng.gen_range(0..(mem_mib << 8).max(1) * 2))
+                .collect();
         }
         _ => {}
     }
@@ -438,7 +583,6 @@ pub fn random_case(rng: &mut SmallRng) -> (OracleModel, OracleArgs) {
     host.pod_fail = rng.gen_bool(0.05);
     (host, args)
 }
-
 
 /// One attempted extent run: (first gfn, order, flags, succeeded, extents).
 pub type Attempt = (u64, u8, u32, bool, u64);
@@ -456,21 +600,36 @@ pub struct Recorder<H> {
 
 impl<H> Recorder<H> {
     pub fn new(inner: H) -> Recorder<H> {
-        Recorder { inner, attempts: Default::default(), max_extents_per_call: Default::default() }
+        Recorder {
+            inner,
+            attempts: Default::default(),
+            max_extents_per_call: Default::default(),
+        }
     }
 
     pub fn attempts(&self) -> Vec<Attempt> {
         self.attempts.borrow().clone()
     }
 
-    fn note(&self, order: xg_ctrl::PageOrder, flags: xg_ctrl::MemFlags, gfns: &[xg_ctrl::Gfn], done: usize) {
-        self.max_extents_per_call.set(self.max_extents_per_call.get().max(gfns.len()));
+    fn note(
+        &self,
+        order: xg_ctrl::PageOrder,
+        flags: xg_ctrl::MemFlags,
+        gfns: &[xg_ctrl::Gfn],
+        done: usize,
+    ) {
+        self.max_extents_per_call
+            .set(self.max_extents_per_call.get().max(gfns.len()));
         let mut a = self.attempts.borrow_mut();
         let order = order.get();
         for (i, g) in gfns.iter().enumerate().take(done + 1) {
             let ok = i < done;
             if let Some(last) = a.last_mut() {
-                if last.1 == order && last.2 == flags.0 && last.3 == ok && last.0 + (last.4 << order) == g.0 {
+                if last.1 == order
+                    && last.2 == flags.0
+                    && last.3 == ok
+                    && last.0 + (last.4 << order) == g.0
+                {
                     last.4 += 1;
                     continue;
                 }
@@ -510,7 +669,12 @@ impl<H: xg_ctrl::MemoryOps> xg_ctrl::MemoryOps for Recorder<H> {
         r
     }
 
-    fn decrease_reservation(&self, d: DomId, o: xg_ctrl::PageOrder, g: &[xg_ctrl::Gfn]) -> xg_ctrl::Result<usize> {
+    fn decrease_reservation(
+        &self,
+        d: DomId,
+        o: xg_ctrl::PageOrder,
+        g: &[xg_ctrl::Gfn],
+    ) -> xg_ctrl::Result<usize> {
         self.inner.decrease_reservation(d, o, g)
     }
 
@@ -528,7 +692,11 @@ impl<H: xg_ctrl::MemoryOps> xg_ctrl::MemoryOps for Recorder<H> {
 }
 
 /// Runs one strategy on a fresh simulator behind a [`Recorder`].
-pub fn run_recorded(model: &OracleModel, cfg: &MeminitConfig, strategy: Strategy) -> (Outcome, Vec<Attempt>, usize) {
+pub fn run_recorded(
+    model: &OracleModel,
+    cfg: &MeminitConfig,
+    strategy: Strategy,
+) -> (Outcome, Vec<Attempt>, usize) {
     let rec = Recorder::new(new_sim(model));
     let result = meminit_hvm(&rec, DOMID, cfg, strategy);
     let attempts = rec.attempts();
@@ -544,10 +712,16 @@ pub fn assert_same(model: &OracleModel, cfg: &MeminitConfig, what: &str) -> [u64
     assert!(max_a <= 2048, "{what}: compat call of {max_a} extents");
     let mut calls = [0; 3];
     calls[0] = a.result.as_ref().map_or(0, |r| r.populate_calls);
-    for (i, strategy) in [Strategy::Batched, Strategy::BatchedSkipFailed].into_iter().enumerate() {
+    for (i, strategy) in [Strategy::Batched, Strategy::BatchedSkipFailed]
+        .into_iter()
+        .enumerate()
+    {
         let what = format!("{what} [{strategy:?}]");
         let (b, attempts_b, max_b) = run_recorded(model, cfg, strategy);
-        assert!(max_b <= xg_guest::meminit::MAX_BATCH_EXTENTS, "{what}: batch of {max_b} extents");
+        assert!(
+            max_b <= xg_guest::meminit::MAX_BATCH_EXTENTS,
+            "{what}: batch of {max_b} extents"
+        );
         if strategy == Strategy::Batched {
             assert_eq!(attempts_a, attempts_b, "{what}: attempted extents differ");
         }
@@ -557,7 +731,10 @@ pub fn assert_same(model: &OracleModel, cfg: &MeminitConfig, what: &str) -> [u64
             (Ok(x), Ok(y)) => {
                 assert_eq!(x.stats, y.stats, "{what}: page counters");
                 assert_eq!(x.p2m_size, y.p2m_size, "{what}: p2m_size");
-                assert!(y.populate_calls <= x.populate_calls, "{what}: more calls than compat");
+                assert!(
+                    y.populate_calls <= x.populate_calls,
+                    "{what}: more calls than compat"
+                );
                 calls[i + 1] = y.populate_calls;
             }
             (Err(x), Err(y)) => assert_eq!(x, y, "{what}: errors differ"),
