@@ -36,6 +36,8 @@ pub fn run_ci_steps() -> Result<()> {
         .args(["doc", "--workspace", "--no-deps"]))?;
     run(cargo().args(["test", "--workspace"]))?;
     run(cargo().args(["bench", "--workspace", "--no-run"]))?;
+    // Last: our binaries on a real Xen 4.17 under QEMU (a few minutes, needs root).
+    crate::xen_test::run_cmd(&[])?;
     Ok(())
 }
 
@@ -87,7 +89,12 @@ pub fn demo(args: &[String]) -> Result<()> {
             "/usr/lib/xen-4.17/boot/hvmloader",
         ])
         // Two vCPUs and a picture of the guest's memory next to the build output.
-        .args(["--platform", "vcpu/number=2", "--platform", "vcpu/current=2"])
+        .args([
+            "--platform",
+            "vcpu/number=2",
+            "--platform",
+            "vcpu/current=2",
+        ])
         .arg("--memory-map")
         .arg(target.join("xenguest-demo-memory-map.svg"))
         .args(args))?;

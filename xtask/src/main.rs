@@ -5,6 +5,7 @@
 mod ci;
 mod codegen;
 mod util;
+mod xen_test;
 
 use anyhow::{bail, Result};
 
@@ -12,9 +13,12 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci                 install missing system packages, then fmt, clippy, doc, test, bench --no-run
+  ci                 install missing system packages, then fmt, clippy, doc, test,
+                     bench --no-run, xen-test
   codegen [--check]  regenerate crates/xg-sys/src/x86_64/bindings.rs (--check: fail if stale)
   demo               build a 4 GiB HVM guest on the simulator (the README's main job)
+  xen-test [FILTER]  boot Xen 4.17 + a Debian dom0 under QEMU and run our xenguest and
+                     the xg-realxen tests there (needs root; see docs/REAL-XEN.md)
 ";
 
 fn main() -> Result<()> {
@@ -28,6 +32,7 @@ fn main() -> Result<()> {
         "ci" => ci::run_cmd(rest),
         "codegen" => codegen::run_cmd(rest),
         "demo" => ci::demo(rest),
+        "xen-test" => xen_test::run_cmd(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -5,12 +5,13 @@
 //! dom0 under QEMU (the `xen-in-qemu` fixture) and runs them there with
 //! `--include-ignored`; see docs/REAL-XEN.md.
 //!
-//! Modules: [`cmd`] runs Debian's tools (`xl`, `xenstore-*`) and parses their output,
+//! Modules: [`build`] runs our `xenguest` like xenopsd, [`cmd`] runs Debian's tools (`xl`, `xenstore-*`) and parses their output,
 //! [`domain`] creates domains the way xenopsd does and destroys them on drop,
 //! [`trace`] reads our hypercall traces and reduces them to what two backends must agree on.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod build;
 pub mod cmd;
 pub mod domain;
 pub mod trace;
@@ -36,3 +37,11 @@ pub const HVMLOADER: &str = "/usr/lib/xen-4.17/boot/hvmloader";
 
 /// Message of the `#[ignore]` attribute every test here carries.
 pub const IGNORE_REASON: &str = "needs dom0 of a real Xen: run `cargo xtask xen-test`";
+
+/// Writes `XG-REPORT: <line>` straight to stderr, past libtest's output capture, so the
+/// line shows (and `cargo xtask xen-test` repeats it in its summary) whether the test
+/// passes or fails.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "XG-REPORT: {line}");
+}

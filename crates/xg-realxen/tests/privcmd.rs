@@ -110,8 +110,11 @@ fn physinfo_matches_xl_info() {
     );
 }
 
-/// `xl info -n`: the `cpu_topology` and `numa_info` tables.
-fn xl_numa() -> (Vec<[u64; 3]>, Vec<(u64, u64, Vec<u64>)>) {
+/// One row of `xl info -n`'s `numa_info`: (memsize MiB, memfree MiB, distances).
+type XlNode = (u64, u64, Vec<u64>);
+
+/// `xl info -n`: the `cpu_topology` rows (core, socket, node) and `numa_info` rows.
+fn xl_numa() -> (Vec<[u64; 3]>, Vec<XlNode>) {
     let text = xl(&["info", "-n"]).expect("xl info -n");
     let mut cpus = Vec::new();
     let mut nodes = Vec::new();
@@ -521,7 +524,7 @@ fn foreign_mapping_read_back() {
     xc.populate_physmap(d, PageOrder::ORDER_2M, MemFlags::NONE, &[Gfn(0x200)])
         .unwrap();
     // 8 KiB + a bit, starting 8 bytes before a page boundary: three frames.
-    let data: Vec<u8> = (0..8200u32).map(|i| (i * 7 + 3) as u8).collect();
+    let data: Vec<u8> = (0..8200u32).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect();
     let paddr = 0x200000 + 0xff8;
     xc.write_guest(d, paddr, &data).expect("write_guest");
     let mut back = vec![0u8; data.len()];
