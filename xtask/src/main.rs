@@ -4,6 +4,7 @@
 
 mod ci;
 mod codegen;
+mod oracle;
 mod util;
 mod xen_test;
 
@@ -17,6 +18,7 @@ commands:
                      bench --no-run, xen-test
   codegen [--check]  regenerate crates/xg-sys/src/x86_64/bindings.rs (--check: fail if stale)
   demo               build a 4 GiB HVM guest on the simulator (the README's main job)
+  oracle [FILTER]    compare our meminit_hvm with the real libxenguest 4.17, call by call
   xen-test [FILTER]  boot Xen 4.17 + a Debian dom0 under QEMU and run our xenguest and
                      the xg-realxen tests there (needs root; see docs/REAL-XEN.md)
 ";
@@ -32,6 +34,7 @@ fn main() -> Result<()> {
         "ci" => ci::run_cmd(rest),
         "codegen" => codegen::run_cmd(rest),
         "demo" => ci::demo(rest),
+        "oracle" => oracle::run_cmd(rest),
         "xen-test" => xen_test::run_cmd(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
