@@ -275,3 +275,88 @@ fn trace_and_memory_map_files() {
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<?xml"));
     assert_eq!(text(&out.stderr), "", "-q leaves stderr empty");
 }
+
+#[test]
+fn privcmd_backend_without_xen() {
+    if std::path::Path::new("/dev/xen/privcmd").exists() {
+        return; // a real dom0: covered by the privcmd backend's own tests
+    }
+    let out = xenguest(&with(&["--backend", "privcmd"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert!(
+        err.ends_with("xenguest: Failed to open xc interface\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn debuglog_gets_info_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("debug.log");
+    let out = xenguest(&with(&["-q", "-debuglog", log.to_str().unwrap()]));
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.starts_with("Created HVM domain 2: 1 vCPUs, 1024 MiB"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Final lower MMIO hole size is 0x10000000"),
+        "{text}"
+    );
+    assert!(text.contains("All done"), "{text}");
+}
+
+#[allow(clippy::print_stderr)]
+#[test]
+fn socket_store_with_the_simulator() {
+    use xg_store::fixture::{required_by_ci, Daemon, Flavour};
+    use xg_store::{Store, TxId};
+    let d = match Daemon::start(Flavour::C) {
+        Ok(d) => d,
+        Err(e) if e.is_missing() && !required_by_ci() => {
+            eprintln!("skipping: the xenstored fixture is not available ({e})");
+            return;
+        }
+        Err(e) => panic!("starting xenstored: {e:?}"),
+    };
+    let out = Command::new(BIN)
+        .args(with(&[
+            "-q",
+            "--store",
+            "socket",
+            "--platform",
+            "vcpu/number=2",
+            "-vgpu",
+        ]))
+        .env("XENSTORED_PATH", d.socket())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "result:1044476 1044479\n");
+    let c = d.client().unwrap();
+    let read = |k: &str| text(&c.read(TxId::NONE, &format!("/local/domain/2/{k}")).unwrap());
+    assert_eq!(read("vm-data/mmio-hole-size"), "536870912");
+    assert_eq!(read("vm-data/vram-reserved-addr"), "fb000000");
+    assert_eq!(read("platform/vcpu/number"), "2");
+}
+
+#[test]
+fn platform_file_seeds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("platform");
+    std::fs::write(
+        &f,
+        "# a VM's platform keys\nvcpu/number=6\ncores-per-socket = 4\n",
+    )
+    .unwrap();
+    let out = xenguest(&with(&["--platform-file", f.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("Bad cores/socket setting: 4 (nr vcpus 6)"));
+    std::fs::write(&f, "vcpu/number=8\ncores-per-socket=4\n").unwrap();
+    let out = xenguest(&with(&["--platform-file", f.to_str().unwrap()]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("vCPUs        8 (1 online)"));
+}
