@@ -9,6 +9,7 @@
 pub mod layout;
 pub mod meminit;
 
+pub mod acpi;
 pub mod compat;
 pub mod cpuid;
 pub mod elf;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod firmware;
 pub mod gnttab;
 pub mod hvm_info;
+pub mod kernel;
 pub mod segments;
 pub mod setup;
 pub mod special_pages;
