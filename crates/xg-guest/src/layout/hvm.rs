@@ -92,7 +92,7 @@ fn mmio_hole(input: &HvmLayoutInput) -> (u64, u64) {
         size <<= 1;
     }
     // The C loop stops when doubling would reach 4 GiB (a 32-bit wrap to 0).
-    while size < total && (size << 1) % FOUR_GIB != 0 {
+    while size < total && !(size << 1).is_multiple_of(FOUR_GIB) {
         size <<= 1;
     }
     if input.mxgpu && size < MXGPU_MIN_MMIO_SIZE {
