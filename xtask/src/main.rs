@@ -4,6 +4,7 @@
 
 mod ci;
 mod codegen;
+mod fuzz;
 mod oracle;
 mod util;
 mod xen_test;
@@ -18,6 +19,9 @@ commands:
                      bench --no-run, xen-test
   codegen [--check]  regenerate crates/xg-sys/src/x86_64/bindings.rs (--check: fail if stale)
   demo               build a 4 GiB HVM guest on the simulator (the README's main job)
+  fuzz [--seconds N | --iters N] [--seed S] [TARGET...]
+                     long release-mode runs of the fuzz targets (fuzz/targets/), with
+                     inputs/s per target (docs/RELIABILITY.md)
   oracle [FILTER]    compare our meminit_hvm with the real libxenguest 4.17, call by call
   xen-test [FILTER]  boot Xen 4.17 + a Debian dom0 under QEMU and run our xenguest and
                      the xg-realxen tests there (needs root; see docs/REAL-XEN.md)
@@ -34,6 +38,7 @@ fn main() -> Result<()> {
         "ci" => ci::run_cmd(rest),
         "codegen" => codegen::run_cmd(rest),
         "demo" => ci::demo(rest),
+        "fuzz" => fuzz::run_cmd(rest),
         "oracle" => oracle::run_cmd(rest),
         "xen-test" => xen_test::run_cmd(rest),
         "help" | "--help" | "-h" => {

@@ -189,7 +189,10 @@ fn setup_error(e: xg_guest::error::SetupError) -> BuildError {
     let step = match &e {
         S::Hypervisor { step, .. } => {
             let s = step.to_ascii_lowercase();
-            if s.contains("grant") {
+            if s.contains("xen capabilities") {
+                // xen_version is xc_dom_boot_xen_init's hypercall.
+                Step::BootXenInit
+            } else if s.contains("grant") {
                 Step::GnttabInit
             } else if s.contains("evtchn")
                 || s.contains("start info")

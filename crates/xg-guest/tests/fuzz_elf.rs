@@ -1,0 +1,23 @@
+//! Stable-toolchain fuzz runs of `fuzz/targets/{elf_image}.rs` (see `fuzz/harness.rs`):
+//! a smoke run in `cargo test`, a long one with `cargo xtask fuzz --seconds N`.
+#![allow(clippy::print_stderr)]
+
+#[path = "../../../fuzz/targets/elf_image.rs"]
+mod elf_image;
+#[path = "../../../fuzz/harness.rs"]
+mod harness;
+
+#[global_allocator]
+static ALLOC: harness::CountingAlloc = harness::CountingAlloc;
+
+#[test]
+fn fuzz_elf_image() {
+    let target = harness::Target {
+        name: elf_image::NAME,
+        max_len: elf_image::MAX_LEN,
+        dict: elf_image::DICT,
+        alloc_cap: elf_image::alloc_cap,
+    };
+    let report = harness::run(&target, &elf_image::seeds(), elf_image::check);
+    assert!(report.inputs > 0);
+}

@@ -1,0 +1,71 @@
+//! Fuzz target: simulator host description files (`--host FILE`) and trace files.
+//!
+//! The input is parsed as a host TOML; an accepted host is validated and, when its
+//! memory is modest, turned into a simulator whose invariants are checked. The same
+//! input is also read as a JSON Lines trace. Checked: no panic; no host whose
+//! description is small makes the simulator allocate or work without bound.
+#![allow(dead_code)]
+
+use xg_ctrl::sim::{HostConfig, Simulator};
+
+/// Name in reports.
+pub const NAME: &str = "host_toml";
+/// Inputs are cut to this length.
+pub const MAX_LEN: usize = 8192;
+/// Tokens worth inserting.
+pub const DICT: &[&[u8]] = &[
+    b"[[node]]\n",
+    b"memory_mib = ",
+    b"free_mib = ",
+    b"cpus = ",
+    b"[[fault]]\n",
+    b"op = \"populate_physmap\"\n",
+    b"nth = ",
+    b"errno = ",
+    b"times = ",
+    b"fail_orders = [9, 18]\n",
+    b"claim_fail = true\n",
+    b"placement = \"first-fit\"\n",
+    b"18446744073709551615",
+    b"4096",
+    b"\n",
+    b"{\"seq\":0,\"call\":\"populate_physmap\"}\n",
+];
+
+/// A host of at most 64 GiB keeps its free lists small.
+pub fn alloc_cap(len: usize) -> usize {
+    64 * len + 4 * 1024 * 1024
+}
+
+/// Seed inputs: the host files shipped with the simulator.
+pub fn seeds() -> Vec<Vec<u8>> {
+    // From crates/xg-ctrl (the test) or fuzz/ (cargo-fuzz).
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = [base.join("hosts"), base.join("../crates/xg-ctrl/hosts")]
+        .into_iter()
+        .find(|d| d.is_dir())
+        .unwrap_or_default();
+    let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .filter(|d| d.len() < MAX_LEN)
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push(b"[[node]]\nmemory_mib = 1024\ncpus = 2\n".to_vec());
+    out
+}
+
+/// Checks one input.
+pub fn check(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = xg_ctrl::trace::TraceSink::read_jsonl(text.as_bytes());
+    let Ok(cfg) = HostConfig::from_toml(&text) else {
+        return;
+    };
+    if let Ok(sim) = Simulator::new(&cfg) {
+        let snap = sim.host_snapshot();
+        assert!(snap.free_pages <= snap.total_pages);
+    }
+}
