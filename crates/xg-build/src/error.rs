@@ -48,6 +48,14 @@ pub enum Step {
     CpuidPolicy,
     /// Committing the build's Xenstore writes.
     XenstoreCommit,
+    /// `xc_dom_module_file`: a PVH module or PV ramdisk.
+    ModuleFile,
+    /// `pvh_setup_mem`.
+    PvhSetupMem,
+    /// `xenguest_dom_load_acpi`.
+    LoadAcpi,
+    /// `pvh_setup_e820`.
+    PvhSetupE820,
 }
 
 impl Step {
@@ -74,6 +82,10 @@ impl Step {
             Step::SetParams => "hvm_build_params",
             Step::CpuidPolicy => "construct_cpuid_policy",
             Step::XenstoreCommit => "xs_transaction_end",
+            Step::ModuleFile => "xc_dom_module_file",
+            Step::PvhSetupMem => "pvh_setup_mem",
+            Step::LoadAcpi => "xenguest_dom_load_acpi",
+            Step::PvhSetupE820 => "pvh_setup_e820",
         }
     }
 }

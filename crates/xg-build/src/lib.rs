@@ -51,6 +51,7 @@ pub mod hvm;
 pub mod mem;
 pub mod pci;
 pub mod plan;
+pub mod pvh;
 pub mod safety;
 pub mod svg;
 #[cfg(test)]
@@ -63,4 +64,5 @@ pub use error::{BuildError, ErrorKind, Step};
 pub use flags::{get_flags, Flags};
 pub use hvm::{build_hvm, HvmBuildOutcome, HvmBuildRequest};
 pub use pci::PciHost;
+pub use pvh::{build_pvh, PvhBuildOutcome, PvhBuildRequest};
 pub use xg_guest::meminit::Strategy;

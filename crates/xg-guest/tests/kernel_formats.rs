@@ -68,10 +68,7 @@ fn test_kernel_is_a_pvh_kernel() {
     let p = k.pvh().unwrap();
     assert_eq!(p.entry, u64::from(TEST_KERNEL_BASE));
     assert_eq!(p.kstart, 0x10_0000);
-    assert_eq!(
-        p.kend,
-        0x10_0000 + k.segments[0].memsz
-    );
+    assert_eq!(p.kend, 0x10_0000 + k.segments[0].memsz);
 }
 
 #[test]

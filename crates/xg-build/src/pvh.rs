@@ -1,0 +1,454 @@
+//! `-mode pvh_build`: xenguest's `stub_xc_hvm_build(is_pvh = true)` (spec §5.1).
+//!
+//! Order: `get_flags`, `hvm_safety_check`, vCPUs and TSC, the size limits from
+//! `/mh/limits`, kernel and modules (any format [`xg_guest::kernel`] accepts),
+//! `xc_dom_boot_xen_init` + `xc_dom_parse_image` (a `PHYS32_ENTRY` note is required),
+//! `pvh_setup_mem` (no PCI passthrough; the fixed 256 MiB hole; meminit without a device
+//! model), `xenguest_dom_load_acpi` (tables of [`xg_guest::acpi`]), `pvh_setup_e820` and
+//! `xc_domain_set_memory_map`, the image ([`xg_guest::kernel::pvh`]), the params without
+//! the hvm_info page, and the CPUID policy with `hvm = false`. No Xenstore writes.
+//!
+//! Decisions: a kernel or module that cannot be used is reported as
+//! `xenguest: <fn>: [2] <reason>` (2 = `XC_INVALID_KERNEL`, what libxenguest's last error
+//! would carry); upstream libxenguest lists at most two modules in the start info, so a
+//! third module fails the build (`xc_dom_boot_image`) although the command line accepts ten.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use xg_ctrl::{CpuPolicy, DomId, Hypervisor};
+use xg_guest::acpi::{self, AcpiConfig, AcpiTables};
+use xg_guest::compat::{check_compat, xen_init, HVM_GUEST_TYPE};
+use xg_guest::kernel::pvh::{build_pvh_image, PvhImageInputs, PvhImageOutcome, PvhModule};
+use xg_guest::kernel::{self, KernelElf, KernelError, KernelFormat, PvhKernel, XenNotes};
+use xg_guest::layout::{pvh_layout, PvhLayout};
+use xg_guest::meminit::{self, MeminitConfig, MeminitReport, Strategy};
+use xg_store::{Store, TxId};
+
+use crate::error::{BuildError, ErrorKind, Step};
+use crate::flags::{self, Flags};
+use crate::hvm::{domain_info, param};
+use crate::mem;
+use crate::safety;
+use crate::vcpus::{self, VcpuConfig};
+
+/// `PVH_MODULE_MAX`: modules the command line accepts.
+pub const PVH_MODULE_MAX: usize = 10;
+/// Xenstore key of the kernel size limit.
+pub const KERNEL_LIMIT_KEY: &str = "/mh/limits/pv-kernel-max_size";
+/// Xenstore key of the module (ramdisk) size limit.
+pub const MODULE_LIMIT_KEY: &str = "/mh/limits/pv-ramdisk-max_size";
+/// `XC_INVALID_KERNEL`, the code of libxenguest's last error for a bad image.
+pub const XC_INVALID_KERNEL: i32 = 2;
+
+/// Everything `-mode pvh_build` is asked to do.
+#[derive(Debug, Clone)]
+pub struct PvhBuildRequest {
+    /// `-domid`.
+    pub domid: DomId,
+    /// `-mem_max_mib`.
+    pub mem_max_mib: u64,
+    /// `-mem_start_mib`.
+    pub mem_start_mib: u64,
+    /// The bytes of `-image`.
+    pub kernel: Vec<u8>,
+    /// First `-cmdline`.
+    pub cmdline: Option<String>,
+    /// `-module` files' bytes with their command lines (already bound, `""` if none).
+    pub modules: Vec<(Vec<u8>, String)>,
+    /// `-store_port`.
+    pub store_evtchn: u32,
+    /// `-store_domid`.
+    pub store_domid: DomId,
+    /// `-console_port`.
+    pub console_evtchn: u32,
+    /// `-console_domid`.
+    pub console_domid: DomId,
+    /// `-force`.
+    pub force: bool,
+    /// `-pci_passthrough` (refused for PVH).
+    pub pci_passthrough: Option<String>,
+    /// How populate calls are issued.
+    pub strategy: Strategy,
+}
+
+impl PvhBuildRequest {
+    /// A request with xenguest's defaults: dom0 backends, ports 0, no modules.
+    pub fn new(domid: DomId, mem_max_mib: u64, mem_start_mib: u64, kernel: Vec<u8>) -> Self {
+        PvhBuildRequest {
+            domid,
+            mem_max_mib,
+            mem_start_mib,
+            kernel,
+            cmdline: None,
+            modules: Vec::new(),
+            store_evtchn: 0,
+            store_domid: DomId::DOM0,
+            console_evtchn: 0,
+            console_domid: DomId::DOM0,
+            force: false,
+            pci_passthrough: None,
+            strategy: Strategy::Compat,
+        }
+    }
+}
+
+/// The kernel as parsed.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelSummary {
+    /// How it was packaged.
+    pub format: KernelFormat,
+    /// ELF class.
+    pub is64: bool,
+    /// Placement and entry.
+    pub pvh: PvhKernel,
+    /// Its Xen notes.
+    pub notes: XenNotes,
+}
+
+/// What `hvm_build_set_params(is_pvh = true)` set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PvhParams {
+    /// HVM_PARAM_VIRIDIAN, when set.
+    pub viridian: Option<u64>,
+    /// HVM_PARAM_HPET_ENABLED.
+    pub hpet: u64,
+    /// HVM_PARAM_X87_FIP_WIDTH, when set.
+    pub x87_fip_width: Option<u64>,
+    /// Time offset in seconds.
+    pub time_offset: i32,
+}
+
+/// Everything a successful PVH build did.
+#[derive(Debug, Clone)]
+pub struct PvhBuildOutcome {
+    /// The domain built.
+    pub domid: DomId,
+    /// `dom->xenstore_pfn`.
+    pub store_pfn: u64,
+    /// `dom->console_pfn`.
+    pub console_pfn: u64,
+    /// get_flags.
+    pub flags: Flags,
+    /// configure_vcpus.
+    pub vcpus: VcpuConfig,
+    /// Kernel and module size limits used.
+    pub limits: (u64, u64),
+    /// The kernel.
+    pub kernel: KernelSummary,
+    /// The layout and e820.
+    pub layout: PvhLayout,
+    /// The ACPI tables.
+    pub acpi: AcpiTables,
+    /// meminit configuration.
+    pub meminit_config: MeminitConfig,
+    /// meminit result.
+    pub meminit: MeminitReport,
+    /// The image.
+    pub image: PvhImageOutcome,
+    /// Params set.
+    pub params: PvhParams,
+    /// The CPU policy set.
+    pub cpu_policy: CpuPolicy,
+    /// Time per stage.
+    pub timings: Vec<(&'static str, Duration)>,
+}
+
+impl PvhBuildOutcome {
+    /// The control-channel line: `result:<store_pfn> <console_pfn>\n`.
+    pub fn result_line(&self) -> String {
+        format!("result:{} {}\n", self.store_pfn, self.console_pfn)
+    }
+}
+
+/// A bad kernel or module as xenguest reports it.
+fn kernel_error(step: Step, e: &KernelError) -> BuildError {
+    BuildError::refused(
+        step,
+        format!("xenguest: {}: [{XC_INVALID_KERNEL}] {e}", step.c_name()),
+        libc::EINVAL,
+    )
+}
+
+fn guest_error(step: Step, e: impl std::error::Error + Send + Sync + 'static) -> BuildError {
+    BuildError {
+        step,
+        kind: ErrorKind::Guest(Box::new(e)),
+    }
+}
+
+/// Reads a size limit: `strtoull(value, 0)` of the key; absent, 0 or invalid means
+/// `XC_DOM_DECOMPRESS_MAX`.
+pub fn read_limit<S: Store + ?Sized>(store: &S, key: &str) -> Result<u64, BuildError> {
+    let v = store
+        .read_opt(TxId::NONE, key)
+        .map_err(|e| BuildError::store(Step::GetFlags, e))?;
+    let parsed = v.and_then(|b| parse_c_u64(String::from_utf8_lossy(&b).trim()));
+    Ok(match parsed {
+        Some(n) if n > 0 => n,
+        _ => kernel::DECOMPRESS_MAX,
+    })
+}
+
+/// `strtoull(s, &end, 0)` requiring the whole string: decimal, `0x` hex or `0` octal.
+fn parse_c_u64(s: &str) -> Option<u64> {
+    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16).ok()
+    } else if s.len() > 1 && s.starts_with('0') {
+        u64::from_str_radix(&s[1..], 8).ok()
+    } else {
+        s.parse().ok()
+    }
+}
+
+/// Parses the kernel for PVH and checks Xen runs HVM containers (pure but for
+/// `xen_version`).
+pub fn parse_kernel<H: Hypervisor + ?Sized>(
+    hv: &H,
+    image: &[u8],
+    cap: u64,
+) -> Result<(KernelElf, KernelSummary), BuildError> {
+    let version = xen_init(hv).map_err(|e| guest_error(Step::BootXenInit, e))?;
+    let (bytes, format) =
+        kernel::open_kernel(image, cap).map_err(|e| kernel_error(Step::KernelFile, &e))?;
+    let elf = KernelElf::parse(bytes).map_err(|e| kernel_error(Step::ParseImage, &e))?;
+    let pvh = elf.pvh().map_err(|e| kernel_error(Step::ParseImage, &e))?;
+    check_compat(&version, HVM_GUEST_TYPE).map_err(|e| guest_error(Step::ParseImage, e))?;
+    log::info!(
+        "PVH kernel ({format:?}, ELF{}): {:#x}-{:#x}, entry {:#x}",
+        if elf.is64 { 64 } else { 32 },
+        pvh.kstart,
+        pvh.kend,
+        pvh.entry
+    );
+    let summary = KernelSummary {
+        format,
+        is64: elf.is64,
+        pvh,
+        notes: elf.notes.clone(),
+    };
+    Ok((elf, summary))
+}
+
+/// `hvm_build_set_params(is_pvh = true)`: as HVM without the hvm_info page.
+pub fn set_params<H: Hypervisor + ?Sized>(
+    hv: &H,
+    domid: DomId,
+    flags: &Flags,
+) -> Result<PvhParams, BuildError> {
+    let params_err = |e: xg_ctrl::Error| BuildError::xen(Step::SetParams, e);
+    let viridian = flags.viridian_mask();
+    if let Some(mask) = viridian {
+        if let Err(e) = hv.set_hvm_param(domid, param::VIRIDIAN, mask) {
+            log::warn!("Setting HVM_PARAM_VIRIDIAN to {mask:#x} failed: {e}");
+        }
+    }
+    let hpet = u64::from_ne_bytes(i64::from(flags.hpet).to_ne_bytes());
+    if let Err(e) = hv.set_hvm_param(domid, param::HPET_ENABLED, hpet) {
+        log::warn!("Setting HVM_PARAM_HPET_ENABLED failed: {e}");
+    }
+    if let Err(e) = hv.set_hvm_param(domid, param::TRIPLE_FAULT_REASON, param::SHUTDOWN_CRASH) {
+        log::warn!("Setting HVM_PARAM_TRIPLE_FAULT_REASON failed: {e}");
+    }
+    let mut x87 = None;
+    if flags.x87_fip_width != 0 {
+        match hv.hvm_param(domid, param::X87_FIP_WIDTH) {
+            Ok(0) => {
+                let w = u64::from(flags.x87_fip_width);
+                hv.set_hvm_param(domid, param::X87_FIP_WIDTH, w)
+                    .map_err(params_err)?;
+                x87 = Some(w);
+            }
+            Ok(cur) => log::info!("HVM_PARAM_X87_FIP_WIDTH already {cur}, left alone"),
+            Err(e) => log::warn!("Reading HVM_PARAM_X87_FIP_WIDTH failed: {e}"),
+        }
+    }
+    // xc_domain_set_time_offset takes an int32_t: the int64 is truncated.
+    let low = u32::try_from(u64::from_ne_bytes(flags.timeoffset.to_ne_bytes()) & 0xFFFF_FFFF)
+        .unwrap_or(0);
+    let time_offset = i32::from_ne_bytes(low.to_ne_bytes());
+    hv.set_time_offset(domid, time_offset).map_err(params_err)?;
+    Ok(PvhParams {
+        viridian,
+        hpet,
+        x87_fip_width: x87,
+        time_offset,
+    })
+}
+
+/// `construct_cpuid_policy(hvm = false)` (spec §5.1, §4.6 quirk).
+pub fn cpuid_policy<H: Hypervisor + ?Sized>(
+    hv: &H,
+    domid: DomId,
+    flags: &Flags,
+) -> Result<CpuPolicy, BuildError> {
+    let inputs = xg_guest::cpuid::CpuidInputs {
+        featureset: flags.featureset.clone(),
+        hvm_default: false,
+        nx: flags.nx != 0,
+        pae: flags.pae != 0,
+        nomigrate: flags.nomigrate != 0,
+        nested_virt: flags.nested_virt != 0,
+        cores_per_socket: flags.cores_per_socket,
+    };
+    xg_guest::cpuid::construct_cpuid_policy(hv, domid, &inputs)
+        .map_err(|e| guest_error(Step::CpuidPolicy, e))
+}
+
+/// The ACPI inputs from the flags (`hvm_info` fields of §4.7 step 1).
+pub fn acpi_config(flags: &Flags) -> AcpiConfig {
+    let max = i32::try_from(acpi::MAX_VCPUS).unwrap_or(i32::MAX);
+    let nr = u32::try_from(flags.vcpus.clamp(1, max)).unwrap_or(1);
+    let online =
+        u32::try_from(flags.vcpus_current.clamp(0, flags.vcpus.clamp(1, max))).unwrap_or(0);
+    AcpiConfig {
+        nr_vcpus: nr,
+        vcpus_online: online,
+        apic_mode: u8::from_ne_bytes([flags.apic.to_ne_bytes()[0]]),
+    }
+}
+
+/// Maps an image-build failure to the libxenguest step.
+fn setup_error(e: xg_guest::error::SetupError) -> BuildError {
+    use xg_guest::error::SetupError as S;
+    let step = match &e {
+        S::Hypervisor { step, .. } => {
+            let s = step.to_ascii_lowercase();
+            if s.contains("grant") {
+                Step::GnttabInit
+            } else if s.contains("evtchn")
+                || s.contains("start info")
+                || s.contains("vcpu")
+                || s.contains("context")
+                || s.contains("domain info")
+            {
+                Step::BootImage
+            } else {
+                Step::BuildImage
+            }
+        }
+        S::TooManyModules { .. } | S::ModuleCmdlineTooLong { .. } => Step::BootImage,
+        S::TooManyVcpus { .. } | S::HvmContext { .. } => Step::BootImage,
+        _ => Step::BuildImage,
+    };
+    guest_error(step, e)
+}
+
+/// Runs the whole PVH build of `req` on `hv`, reading `store`.
+pub fn build_pvh<H, S>(
+    hv: &H,
+    store: &S,
+    req: &PvhBuildRequest,
+) -> Result<PvhBuildOutcome, BuildError>
+where
+    H: Hypervisor + ?Sized,
+    S: Store + ?Sized,
+{
+    let domid = req.domid;
+    let mut timings = Vec::new();
+    let mut last = Instant::now();
+    let mut lap = |name: &'static str| {
+        let now = Instant::now();
+        timings.push((name, now - last));
+        last = now;
+    };
+    let domain_path = store
+        .get_domain_path(u32::from(domid.0))
+        .map_err(|e| BuildError::store(Step::GetFlags, e))?;
+
+    let info = domain_info(hv, domid)?;
+    let flags = flags::get_flags(store, &domain_path, &info, false)?;
+    let pod = req.mem_start_mib < req.mem_max_mib;
+    safety::hvm_safety_check(&flags, pod, req.pci_passthrough.is_some(), req.force)?;
+    let vcpus = vcpus::configure_vcpus(hv, domid, &flags)?;
+    vcpus::configure_tsc(hv, domid, &flags)?;
+    lap("get_flags + configure_vcpus");
+
+    let kernel_cap = read_limit(store, KERNEL_LIMIT_KEY)?;
+    let module_cap = read_limit(store, MODULE_LIMIT_KEY)?;
+    let (elf, kernel) = parse_kernel(hv, &req.kernel, kernel_cap)?;
+    if req.modules.len() > PVH_MODULE_MAX {
+        return Err(BuildError::refused(
+            Step::ModuleFile,
+            format!("xenguest: too many modules (maximum {PVH_MODULE_MAX})"),
+            libc::EINVAL,
+        ));
+    }
+    let mut modules = Vec::with_capacity(req.modules.len());
+    for (i, (data, cmdline)) in req.modules.iter().enumerate() {
+        let data = kernel::open_module(i, data, module_cap)
+            .map_err(|e| kernel_error(Step::ModuleFile, &e))?;
+        modules.push(PvhModule {
+            data,
+            cmdline: cmdline.clone(),
+        });
+    }
+    lap("parse_image");
+
+    // pvh_setup_mem.
+    if req.pci_passthrough.is_some() {
+        return Err(BuildError::refused(
+            Step::PvhSetupMem,
+            "PCI passthrough not supported under PVH",
+            libc::EINVAL,
+        ));
+    }
+    let acpi_cfg = acpi_config(&flags);
+    let acpi = acpi::build_pvh_tables(&acpi_cfg).map_err(|e| guest_error(Step::LoadAcpi, e))?;
+    let layout = pvh_layout(req.mem_max_mib, req.mem_start_mib, &acpi.modules())
+        .map_err(|e| guest_error(Step::PvhSetupMem, e))?;
+    log::info!(
+        "PVH layout: MMIO hole {:#x} at {:#x}; lowmem_end {:#x}, highmem_end {:#x}",
+        layout.mmio_size,
+        layout.mmio_start,
+        layout.lowmem_end,
+        layout.highmem_end
+    );
+    let meminit_config = MeminitConfig::from_pvh_layout(&layout);
+    let meminit = meminit::meminit_hvm(hv, domid, &meminit_config, req.strategy)
+        .map_err(mem::meminit_error)?;
+    lap("pvh_setup_mem");
+    hv.set_memory_map(domid, &layout.e820)
+        .map_err(|e| BuildError::xen(Step::SetMemoryMap, e))?;
+
+    let inputs = PvhImageInputs {
+        elf: &elf,
+        kernel: kernel.pvh.clone(),
+        modules: &modules,
+        acpi: acpi.module_data().to_vec(),
+        total_pages: layout.total_pages,
+        lowmem_end: layout.lowmem_end,
+        highmem_end: layout.highmem_end,
+        mmio_start: layout.mmio_start,
+        max_vcpus: acpi_cfg.nr_vcpus,
+        cmdline: req.cmdline.clone(),
+        console_evtchn: req.console_evtchn,
+        store_evtchn: req.store_evtchn,
+        console_domid: req.console_domid,
+        store_domid: req.store_domid,
+    };
+    let image = build_pvh_image(hv, domid, &inputs).map_err(setup_error)?;
+    lap("build_image + boot_image + gnttab");
+
+    let params = set_params(hv, domid, &flags)?;
+    let cpu_policy = cpuid_policy(hv, domid, &flags)?;
+    lap("set_params + cpuid");
+
+    Ok(PvhBuildOutcome {
+        domid,
+        store_pfn: image.special.xenstore_pfn,
+        console_pfn: image.special.console_pfn,
+        flags,
+        vcpus,
+        limits: (kernel_cap, module_cap),
+        kernel,
+        layout,
+        acpi,
+        meminit_config,
+        meminit,
+        image,
+        params,
+        cpu_policy,
+        timings,
+    })
+}
