@@ -124,6 +124,13 @@ fn dispatch(args: &Args, chan: &mut Channel) -> Result<(), Vec<String>> {
             }
             run::Done::Planned => Ok(()),
         },
+        Mode::PvhBuild => match run::pvh_build(args)? {
+            run::Done::Built(store, console) => {
+                chan.result(store, console);
+                Ok(())
+            }
+            run::Done::Planned => Ok(()),
+        },
         Mode::Test => Err(vec!["xenguest: test mode not supported\n".to_owned()]),
         other => Err(vec![format!(
             "xenguest: mode '{}' is not supported yet\n",

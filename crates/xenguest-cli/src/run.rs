@@ -332,3 +332,158 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// Runs `-mode pvh_build`.
+pub fn pvh_build(a: &Args) -> Result<Done, Lines> {
+    let n = numbers(a)?;
+    match a.backend {
+        Backend::Sim => {
+            let sim = match &a.host {
+                Some(p) => Simulator::from_file(p),
+                None => Ok(Simulator::default()),
+            }
+            .map_err(|e| {
+                log::error!("{}", chain(&e));
+                line("xenguest: Failed to open xc interface")
+            })?;
+            pvh_with_trace(sim, a, &n)
+        }
+        Backend::Privcmd => {
+            let xc = xg_ctrl::XenCtrl::open().map_err(|e| {
+                log::error!("{}", chain(&e));
+                line("xenguest: Failed to open xc interface")
+            })?;
+            pvh_with_trace(xc, a, &n)
+        }
+    }
+}
+
+fn pvh_with_trace<H: Hypervisor>(hv: H, a: &Args, n: &Numbers) -> Result<Done, Lines> {
+    let store_kind = a.store.unwrap_or(match a.backend {
+        Backend::Sim => StoreKind::Memory,
+        Backend::Privcmd => StoreKind::Socket,
+    });
+    let store: Box<dyn Store> = match store_kind {
+        StoreKind::Memory => Box::new(MemStore::new()),
+        StoreKind::Socket => Box::new(xg_store::Client::open().map_err(|e| {
+            log::error!("{}", chain(&e));
+            line("xenguest: Failed to open xenstore interface")
+        })?),
+    };
+    match &a.trace {
+        Some(path) => {
+            let sink = TraceSink::create(path).map_err(|e| {
+                line(format!(
+                    "xenguest: cannot create trace file {}: {}",
+                    path.display(),
+                    chain(&e)
+                ))
+            })?;
+            let traced = Traced::new(hv, sink.clone());
+            let tstore = TracedStore::new(store.as_ref(), sink.clone());
+            let r = pvh_run(&traced, &tstore, a, n, store_kind);
+            if let Err(e) = sink.flush() {
+                log::warn!("Flushing the trace failed: {e}");
+            }
+            r
+        }
+        None => pvh_run(&hv, store.as_ref(), a, n, store_kind),
+    }
+}
+
+/// Reads `-image` for PVH; with the simulator a missing file means the built-in test
+/// kernel (`xg_guest::kernel::test_kernel::test_pvh_kernel`).
+fn pvh_kernel(a: &Args) -> Result<Vec<u8>, Lines> {
+    let path = a.image.as_deref().unwrap_or_default();
+    match std::fs::read(path) {
+        Ok(data) => Ok(data),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.backend == Backend::Sim => {
+            log::warn!("{path} not found: using the built-in PVH test kernel");
+            Ok(xg_guest::kernel::test_kernel::test_pvh_kernel())
+        }
+        Err(e) => Err(file_error("xc_dom_kernel_file", path, &e)),
+    }
+}
+
+fn file_error(func: &str, path: &str, e: &std::io::Error) -> Lines {
+    let errno = e.raw_os_error().unwrap_or(libc::EIO);
+    log::error!("Reading {path} failed: {e}");
+    line(format!(
+        "xenguest: {func}: [{errno}] {}",
+        xg_build::error::strerror(errno)
+    ))
+}
+
+fn pvh_run<H: Hypervisor + ?Sized>(
+    hv: &H,
+    store: &dyn Store,
+    a: &Args,
+    n: &Numbers,
+    store_kind: StoreKind,
+) -> Result<Done, Lines> {
+    let started = Instant::now();
+    let path = store.get_domain_path(u32::from(n.domid.0)).map_err(|e| {
+        log::error!("{}", chain(&e));
+        line("Failed to obtain XenStore domain path")
+    })?;
+    let mut seed = Vec::new();
+    for f in &a.platform_files {
+        seed.extend(read_lines_file(f)?);
+    }
+    seed.extend(a.platform.iter().cloned());
+    if store_kind == StoreKind::Memory {
+        for (k, v) in [("vcpu/number", "1"), ("vcpu/current", "1")] {
+            let given = seed.iter().any(|(s, _)| {
+                toolstack::platform_key(&path, s) == toolstack::platform_key(&path, k)
+            });
+            if !given {
+                seed.insert(0, (k.to_owned(), v.to_owned()));
+            }
+        }
+    }
+    for (k, v) in &seed {
+        store
+            .write(TxId::NONE, &toolstack::platform_key(&path, k), v.as_bytes())
+            .map_err(|e| line(format!("xenguest: cannot seed {k}: {}", chain(&e))))?;
+    }
+    if a.backend == Backend::Sim {
+        toolstack::build_pre(hv, store, n.domid, n.mem_max_mib)
+            .map_err(|e| build_error_lines(&e))?;
+        // xenopsd's maxmem leaves room for the special and ACPI pages.
+        hv.set_max_mem(
+            n.domid,
+            n.mem_max_mib.saturating_add(1).saturating_mul(1024),
+        )
+        .map_err(|e| line(format!("xenguest: xc_domain_setmaxmem: {}", chain(&e))))?;
+    }
+
+    let mut req =
+        xg_build::PvhBuildRequest::new(n.domid, n.mem_max_mib, n.mem_start_mib, pvh_kernel(a)?);
+    req.cmdline.clone_from(&a.cmdline);
+    for (i, m) in a.modules.iter().enumerate() {
+        let data = std::fs::read(m).map_err(|e| file_error("xc_dom_module_file", m, &e))?;
+        // xenguest binds the i-th later -cmdline to module i, "" for the rest.
+        let cmdline = a.module_cmdlines.get(i).cloned().unwrap_or_default();
+        req.modules.push((data, cmdline));
+    }
+    req.store_evtchn = n.store_port;
+    req.console_evtchn = n.console_port;
+    req.store_domid = n.store_domid;
+    req.console_domid = n.console_domid;
+    req.force = a.force;
+    req.pci_passthrough.clone_from(&a.pci_passthrough);
+    req.strategy = match a.populate {
+        Populate::Compat => Strategy::Compat,
+        Populate::Batched => Strategy::Batched,
+    };
+    let out = xg_build::build_pvh(hv, store, &req).map_err(|e| build_error_lines(&e))?;
+    log::info!(
+        "PVH guest d{} built in {:?}: kernel {:?} entry {:#x}, {} module(s)",
+        n.domid,
+        started.elapsed(),
+        out.kernel.format,
+        out.kernel.pvh.entry,
+        out.image.plan.modules.len()
+    );
+    Ok(Done::Built(out.store_pfn, out.console_pfn))
+}
