@@ -805,3 +805,156 @@ fn partial_superpage_populate_continues_with_small_pages() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The real xenstored stopped (SIGSTOP) before each Xenstore operation of a build.
+
+/// Forwards to a real daemon's client, stopping the daemon before operation `stop_at`
+/// (counted over get_domain_path, submits, transaction starts and ends, from 1).
+struct StopAt<'a> {
+    inner: &'a xg_store::Client,
+    pid: u32,
+    stop_at: u64,
+    ops: Mutex<u64>,
+}
+
+fn kill(sig: &str, pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid}");
+}
+
+impl StopAt<'_> {
+    fn tick(&self) {
+        let mut n = self.ops.lock().unwrap();
+        *n += 1;
+        if *n == self.stop_at {
+            kill("-STOP", self.pid);
+        }
+    }
+}
+
+impl Store for StopAt<'_> {
+    fn submit(&self, tx: TxId, reqs: &[Request]) -> xg_store::Result<Vec<xg_store::Result<Reply>>> {
+        self.tick();
+        self.inner.submit(tx, reqs)
+    }
+    fn transaction_start(&self) -> xg_store::Result<TxId> {
+        self.tick();
+        self.inner.transaction_start()
+    }
+    fn transaction_end(&self, tx: TxId, commit: bool) -> xg_store::Result<()> {
+        self.tick();
+        self.inner.transaction_end(tx, commit)
+    }
+    fn get_domain_path(&self, domid: u32) -> xg_store::Result<String> {
+        self.tick();
+        self.inner.get_domain_path(domid)
+    }
+}
+
+/// Every node under `path` as `path = value` lines.
+fn tree(xs: &xg_store::Client, path: &str) -> String {
+    let mut out = String::new();
+    let mut todo = vec![path.to_owned()];
+    while let Some(p) = todo.pop() {
+        let Ok(v) = xs.read(TxId::NONE, &p) else {
+            continue;
+        };
+        let _ = writeln!(out, "{p} = {}", String::from_utf8_lossy(&v));
+        for c in xs.directory(TxId::NONE, &p).unwrap_or_default() {
+            todo.push(format!("{p}/{c}"));
+        }
+    }
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    lines.join("\n")
+}
+
+#[test]
+#[allow(clippy::print_stderr)]
+fn real_xenstored_stopped_before_each_store_operation() {
+    use xg_store::fixture::{required_by_ci, Daemon, Flavour};
+    let d = match Daemon::start(Flavour::C) {
+        Ok(d) => d,
+        Err(e) if e.is_missing() && !required_by_ci() => {
+            eprintln!("skipping: the xenstored fixture is not available ({e})");
+            return;
+        }
+        Err(e) => panic!("starting xenstored: {e:?}"),
+    };
+    let timeout = std::time::Duration::from_millis(300);
+    let sc = full_featured();
+    let mut points = 0;
+    for stop_at in 1.. {
+        let domid = DomId(10 + u16::try_from(stop_at).unwrap());
+        let client = d.client().unwrap();
+        client.set_timeout(timeout);
+        let path = client.get_domain_path(u32::from(domid.0)).unwrap();
+        for (k, v) in &sc.platform {
+            client
+                .write(TxId::NONE, &toolstack::platform_key(&path, k), v.as_bytes())
+                .unwrap();
+        }
+        let sim = Simulator::new(&sc.host).unwrap();
+        let free = sim.free_pages();
+        toolstack::build_pre(&sim, &client, domid, sc.mem_max_mib).unwrap();
+        let before = tree(&client, &path);
+        let store = StopAt {
+            inner: &client,
+            pid: d.pid(),
+            stop_at,
+            ops: Mutex::new(0),
+        };
+        let mut req = sc.request();
+        req.domid = domid;
+        let t0 = std::time::Instant::now();
+        let result = build_hvm(&sim, &store, &PciHost::at("/nonexistent-sysfs"), &req);
+        let took = t0.elapsed();
+        let ops = *store.ops.lock().unwrap();
+        if ops < stop_at {
+            // The daemon was never stopped: every operation has had its turn.
+            result.unwrap();
+            break;
+        }
+        kill("-CONT", d.pid());
+        points += 1;
+        let e = result.expect_err("a build with a stopped xenstored must fail");
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "stopped before operation {stop_at}: took {took:?}"
+        );
+        assert_eq!(
+            e.errno(),
+            libc::ETIMEDOUT,
+            "stopped before operation {stop_at}"
+        );
+        assert!(
+            e.wire_lines()[0].starts_with(&format!("xenguest: {}: [", e.step.c_name())),
+            "{:?}",
+            e.wire_lines()
+        );
+        // What was on the wire may still be applied after SIGCONT: the transaction is
+        // then complete. Either way the domain's keys are before or after, never between.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let check = d.client().unwrap();
+        let after = tree(&check, &path);
+        let has_vm_data = after.contains("vm-data/mmio-hole-size");
+        let fixups = [
+            "platform/acpi = 0",
+            "platform/acpi_s3 = 0",
+            "platform/acpi_s4 = 0",
+        ];
+        let has_fixups = fixups.iter().filter(|f| after.contains(*f)).count();
+        assert!(
+            (after == before) || (has_vm_data && has_fixups == 3),
+            "stopped before operation {stop_at}: partial writes\nbefore:\n{before}\nafter:\n{after}"
+        );
+        sim.destroy(domid).unwrap();
+        assert_eq!(sim.free_pages(), free);
+        assert_eq!(sim.host_snapshot().outstanding_claims, 0);
+    }
+    assert!(points >= 5, "only {points} store operations");
+}
