@@ -18,6 +18,7 @@ pub mod firmware;
 pub mod gnttab;
 pub mod hvm_info;
 pub mod kernel;
+pub mod pv;
 pub mod segments;
 pub mod setup;
 pub mod special_pages;
