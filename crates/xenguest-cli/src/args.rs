@@ -235,6 +235,8 @@ pub enum Parsed {
     Supports(bool),
     /// `--help`.
     Help,
+    /// `--man`: print the manual page.
+    Man,
 }
 
 /// A command-line error, worded as xenguest words it.
@@ -308,6 +310,7 @@ enum Opt {
     Verbose,
     Quiet,
     Help,
+    Man,
 }
 
 /// (name, takes an argument, option).
@@ -356,7 +359,15 @@ const OPTIONS: &[(&str, bool, Opt)] = &[
     ("q", false, Opt::Quiet),
     ("help", false, Opt::Help),
     ("h", false, Opt::Help),
+    ("man", false, Opt::Man),
 ];
+
+/// Every option name the parser accepts (without dashes), for the checks of the
+/// option definitions that `--help` and the man page are rendered from.
+#[cfg(test)]
+pub fn option_names() -> impl Iterator<Item = &'static str> {
+    OPTIONS.iter().map(|(n, _, _)| *n)
+}
 
 /// `XCFLAGS_LIVE`.
 const XCFLAGS_LIVE: i32 = 1 << 0;
@@ -519,6 +530,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, ArgError> {
             Opt::Verbose => a.verbose = a.verbose.saturating_add(1),
             Opt::Quiet => a.quiet = true,
             Opt::Help => return Ok(Parsed::Help),
+            Opt::Man => return Ok(Parsed::Man),
         }
     }
     Ok(Parsed::Run(Box::new(a)))

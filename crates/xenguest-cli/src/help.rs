@@ -1,62 +1,141 @@
-//! The `--help` text.
+//! The `--help` text, rendered from the option definitions in options.rs.
 
-/// Printed by `xenguest --help` (on stdout, the one exception to "only the result").
-pub const HELP: &str = "\
-xenguest: the Xen domain builder run by xenopsd
+use crate::options::{self, Section, EXIT_STATUS, MODES, OPTIONS};
 
-Usage: xenguest -mode hvm_build -domid D -mem_max_mib M -mem_start_mib S -image FILE
-                -store_port P -console_port C [options]
+/// Width of the help text.
+const WIDTH: usize = 80;
+/// Column where descriptions start.
+const DESC_COL: usize = 24;
 
-Every option is a long option written with one or two dashes (-domid or --domid),
-takes its value as the next word or after '=', and may be abbreviated to a unique prefix.
+/// Splits `text` into lines of at most `width` columns (a longer word stands alone).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        if !cur.is_empty() && cur.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    lines
+}
 
-xenguest options (as xenopsd passes them):
-  -mode NAME            hvm_build (supported); save, hvm_save, restore, hvm_restore,
-                        resume_slow, linux_build, pvh_build, listen: not supported yet
-  -domid N              the domain to build
-  -mem_max_mib M        guest RAM in MiB
-  -mem_start_mib S      initial allocation in MiB; S < M builds with populate-on-demand
-  -mem_pnode N          allocate all guest RAM on physical NUMA node N: every populate
-                        call carries XENMEMF_exact_node(N), and the build first claims
-                        its pages (the claim is released when the build ends)
-  -image FILE           the firmware loader (hvmloader)
-  -store_port P         Xenstore event channel;  -store_domid D   its backend (0)
-  -console_port P       console event channel;   -console_domid D its backend (0)
-  -pci_passthrough L    comma-separated SBDFs (SSSS:BB:DD.F) of passed-through devices
-  -vgpu                 an NVIDIA vGPU is attached (bigger MMIO hole, VRAM reservation)
-  -force                skip the safety checks
-  -controloutfd N       fd for the result:/error: lines (default: result on stdout)
-  -controlinfd N        fd xenopsd writes to (save only)
-  -debuglog FILE        also append every log message to FILE
-  -supports FEATURE     print true/false (migration-v2: true) and exit
-  -cmdline, -ramdisk, -features, -flags, -module, -fd, -live, -debug
-                        accepted for the other modes;  -fake, -fork,
-                        -no_incr_generationid  accepted and ignored
+/// Like [`wrap`], but never separates an option from the value that follows it.
+pub fn wrap_pairs(text: &str, width: usize) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for w in text.split_whitespace() {
+        match words.last_mut() {
+            Some(prev)
+                if prev.starts_with('-')
+                    && !prev.contains('\u{1}')
+                    && !w.starts_with(['-', '[']) =>
+            {
+                prev.push('\u{1}');
+                prev.push_str(w);
+            }
+            _ => words.push(w.to_owned()),
+        }
+    }
+    wrap(&words.join(" "), width)
+        .into_iter()
+        .map(|l| l.replace('\u{1}', " "))
+        .collect()
+}
 
-This implementation's options:
-  --backend sim|privcmd simulated hypervisor (default) or /dev/xen/privcmd
-  --host FILE           the simulated host (TOML), default: the built-in one
-  --store memory|socket in-memory Xenstore (default with sim) or xenstored at
-                        XENSTORED_PATH (default with privcmd)
-  --platform KEY=VALUE  seed the in-memory store; KEY is relative to the domain's
-                        platform/ directory unless it starts with platform/,
-                        hvmloader/, vm-data/ or / (repeatable); the memory store
-                        gets vcpu/number=1 and vcpu/current=1 unless given
-  --platform-file FILE  KEY=VALUE lines, '#' comments
-  --sysfs-root DIR      where to read PCI devices from (default /sys)
-  --trace FILE.jsonl    record every hypercall and Xenstore operation
-  --plan                print the memory plan as JSON on stdout, build nothing
-  --populate compat|batched
-                        populate calls exactly as libxenguest (default) or batched
-  --memory-map FILE.svg draw the guest physical memory map
-  -v, --verbose         more log on stderr (twice: debug)
-  -q, --quiet           only errors on stderr, no summary
-  -h, --help            this text
+/// Appends a two-column row: `left` at column 2, `desc` wrapped from [`DESC_COL`].
+fn row(out: &mut String, left: &str, desc: &str) {
+    let mut first = format!("  {left}");
+    let desc_lines = wrap(desc, WIDTH - DESC_COL);
+    let mut rest = desc_lines.iter();
+    if first.len() + 2 <= DESC_COL {
+        if let Some(l) = rest.next() {
+            first = format!("{first:<DESC_COL$}{l}");
+        }
+    }
+    out.push_str(&first);
+    out.push('\n');
+    for l in rest {
+        out.push_str(&format!("{:DESC_COL$}{l}\n", ""));
+    }
+}
 
-With --backend sim the domain is created by xenguest itself (HVM, HAP, max_vcpus from
-platform/vcpu/number), as xenopsd's build_pre would. If -image does not exist and the
-backend is sim, the built-in test firmware is used (the summary says which).
+fn paragraph(out: &mut String, text: &str) {
+    for l in wrap(text, WIDTH) {
+        out.push_str(&l);
+        out.push('\n');
+    }
+}
 
-Output: result:<store pfn> <console pfn> on the control fd (or stdout); errors as
-error:<message>; exit status 0 or 1.
-";
+/// What `xenguest --help` prints (on stdout, the one exception to "only the result").
+pub fn help_text() -> String {
+    let mut out = format!("xenguest: {}\n\n", options::SUMMARY);
+    let usage = wrap_pairs(&format!("xenguest {}", options::SYNOPSIS), WIDTH - 7);
+    for (i, l) in usage.iter().enumerate() {
+        let lead = if i == 0 { "Usage: " } else { "         " };
+        out.push_str(&format!("{lead}{l}\n"));
+    }
+    out.push('\n');
+    // The parsing rules: the second paragraph of the description.
+    if let Some(rules) = options::DESCRIPTION.get(1) {
+        paragraph(&mut out, rules);
+    }
+    out.push_str("\nModes (-mode NAME):\n");
+    for m in MODES {
+        let desc = if m.supported {
+            m.description.to_owned()
+        } else {
+            format!("{} (not supported yet)", m.description)
+        };
+        row(&mut out, m.name, &desc);
+    }
+    for section in [Section::Xenguest, Section::Implementation] {
+        out.push_str(&format!("\n{}:\n", section.title()));
+        for o in OPTIONS.iter().filter(|o| o.section == section) {
+            row(&mut out, &o.synopsis(), o.description);
+        }
+    }
+    out.push('\n');
+    for p in options::OUTPUT.iter().take(2) {
+        paragraph(&mut out, p);
+    }
+    out.push_str("\nExit status:\n");
+    for (status, meaning) in EXIT_STATUS {
+        row(&mut out, status, meaning);
+    }
+    out.push_str("\nThe manual (files, environment, examples): xenguest --man | man -l -\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_keeps_width_and_words() {
+        let text = "one two three four five six seven eight nine ten";
+        let lines = wrap(text, 12);
+        assert!(lines.iter().all(|l| l.len() <= 12), "{lines:?}");
+        assert_eq!(lines.join(" "), text);
+        assert_eq!(
+            wrap("averyveryverylongword x", 5),
+            ["averyveryverylongword", "x"]
+        );
+    }
+
+    #[test]
+    fn help_lists_every_option_within_80_columns() {
+        let h = help_text();
+        for o in OPTIONS {
+            assert!(h.contains(&o.synopsis()), "{} missing", o.synopsis());
+        }
+        for l in h.lines() {
+            assert!(l.len() <= WIDTH, "too wide: {l:?}");
+        }
+    }
+}

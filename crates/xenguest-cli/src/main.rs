@@ -10,6 +10,8 @@ mod args;
 mod control;
 mod help;
 mod logging;
+mod man;
+mod options;
 mod run;
 mod summary;
 
@@ -41,7 +43,11 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Help) => {
-            write_stdout(help::HELP);
+            write_stdout(&help::help_text());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Man) => {
+            write_stdout(&man::man_page());
             return ExitCode::SUCCESS;
         }
         Err(e) => {
