@@ -272,7 +272,7 @@ impl Budget {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let seed = var("XG_FUZZ_SEED")
             .and_then(|v| v.parse().ok())
-            .unwrap_or(0x5EED_0F_F022);
+            .unwrap_or(0x005E_ED0F_F022);
         if let Some(s) = var("XG_FUZZ_SECONDS").and_then(|v| v.parse::<f64>().ok()) {
             return Budget {
                 iters: u64::MAX,
@@ -339,7 +339,7 @@ pub fn run(t: &Target, seeds: &[Vec<u8>], mut check: impl FnMut(&[u8])) -> Repor
     pending.reverse();
     while report.inputs < budget.iters {
         // Check the clock every 64 inputs: cheap inputs run at millions per second.
-        if report.inputs % 64 == 0 && started.elapsed().as_secs_f64() >= budget.seconds {
+        if report.inputs.is_multiple_of(64) && started.elapsed().as_secs_f64() >= budget.seconds {
             break;
         }
         let data = pending

@@ -55,20 +55,47 @@ pub fn alloc_cap(len: usize) -> usize {
     64 * len + 16 * 1024
 }
 
-/// Seed inputs: xenopsd's argv for an HVM build and a few variants.
+/// Seed inputs: xenopsd's argv for an HVM build and a few variants, NUL-separated.
 pub fn seeds() -> Vec<Vec<u8>> {
-    [
-        &b"-mode\0hvm_build\0-domid\04\0-controlinfd\07\0-controloutfd\08\0-debuglog\0/tmp/x\0\
-           -store_port\01\0-console_port\02\0-mem_max_mib\01024\0-mem_start_mib\01024\0\
-           -image\0/usr/libexec/xen/boot/hvmloader\0-fork\0true\0"[..],
-        b"-supports\0feature\0",
-        b"--mode=pvh_build\0-cmdline\0console=hvc0\0-module\0/a\0-cmdline\0x\0",
-        b"-mem\01\0",
-        b"-domid\01x\0",
-    ]
-    .iter()
-    .map(|s| s.to_vec())
-    .collect()
+    let argvs: [&[&str]; 5] = [
+        &[
+            "-mode",
+            "hvm_build",
+            "-domid",
+            "4",
+            "-controlinfd",
+            "7",
+            "-controloutfd",
+            "8",
+            "-debuglog",
+            "/tmp/x",
+            "-store_port",
+            "1",
+            "-console_port",
+            "2",
+            "-mem_max_mib",
+            "1024",
+            "-mem_start_mib",
+            "1024",
+            "-image",
+            "/usr/libexec/xen/boot/hvmloader",
+            "-fork",
+            "true",
+        ],
+        &["-supports", "feature"],
+        &[
+            "--mode=pvh_build",
+            "-cmdline",
+            "console=hvc0",
+            "-module",
+            "/a",
+            "-cmdline",
+            "x",
+        ],
+        &["-mem", "1"],
+        &["-domid", "1x"],
+    ];
+    argvs.iter().map(|a| a.join("\0").into_bytes()).collect()
 }
 
 /// Checks one input.

@@ -158,7 +158,7 @@ fn serve(listener: &UnixListener, script: &[u8]) {
                     // Oversized: the client must drop it and fail this request only.
                     let len = 4097 + n * 8;
                     out.extend(header(ty, id, tx, len));
-                    out.extend(std::iter::repeat(0u8).take(len));
+                    out.extend(std::iter::repeat_n(0u8, len));
                     break;
                 }
             }

@@ -63,7 +63,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
     big.extend(frame(2, 3, 0, &[]));
     let n = big.len();
     big[n - 4..].copy_from_slice(&5000u32.to_le_bytes());
-    big.extend(std::iter::repeat(b'x').take(5000));
+    big.extend(std::iter::repeat_n(b'x', 5000));
     big.extend(frame(2, 4, 0, b"after"));
     out.push(big);
     out
