@@ -281,3 +281,53 @@ fn hex(b: &[u8]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// At its memory limit the guest gives its last RAM frames to the ACPI tables, as
+/// libxenguest's `populate_acpi_pages` does; the special pages then fail as in C.
+#[test]
+fn acpi_frames_come_from_the_end_of_ram_at_the_limit() {
+    let sim = sim_with_guest(1);
+    sim.set_max_mem(DOMID, GUEST_PAGES * 4).unwrap();
+    let (bytes, _) = open_kernel(&test_pvh_kernel(), 1 << 30).unwrap();
+    let elf = KernelElf::parse(bytes).unwrap();
+    let acpi = build_pvh_tables(&AcpiConfig {
+        nr_vcpus: 1,
+        vcpus_online: 1,
+        apic_mode: 1,
+    })
+    .unwrap();
+    let inputs = PvhImageInputs {
+        elf: &elf,
+        kernel: elf.pvh().unwrap(),
+        modules: &[],
+        acpi: acpi.module_data().to_vec(),
+        total_pages: GUEST_PAGES,
+        lowmem_end: GUEST_PAGES << 12,
+        highmem_end: 1 << 32,
+        mmio_start: MMIO_START,
+        max_vcpus: 1,
+        cmdline: None,
+        console_evtchn: 3,
+        store_evtchn: 4,
+        console_domid: xg_ctrl::DomId::DOM0,
+        store_domid: xg_ctrl::DomId::DOM0,
+    };
+    let e = build_pvh_image(&sim, DOMID, &inputs).unwrap_err();
+    assert!(
+        matches!(e, xg_guest::error::SetupError::Hypervisor { .. }),
+        "{e:?}"
+    );
+    assert_eq!(read(&sim, TABLES_ADDR, acpi.tables.len()), acpi.tables);
+    assert_eq!(read(&sim, INFO_ADDR, 64), acpi.info[..64]);
+    let mut buf = [0u8; 1];
+    use xg_ctrl::GuestMemory;
+    for gfn in [GUEST_PAGES - 1, GUEST_PAGES - 2] {
+        assert!(
+            sim.read_guest(DOMID, gfn << 12, &mut buf).is_err(),
+            "frame {gfn:#x} given up"
+        );
+    }
+    assert!(sim
+        .read_guest(DOMID, (GUEST_PAGES - 3) << 12, &mut buf)
+        .is_ok());
+}

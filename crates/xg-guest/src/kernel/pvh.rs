@@ -184,32 +184,67 @@ fn is_ram(gfn: u64, lowmem_end: u64, highmem_end: u64) -> bool {
     addr < lowmem_end || (addr >= FOUR_GIB && addr < highmem_end)
 }
 
-/// `xc_dom_load_acpi`: populates the frames of each ACPI module that are not guest RAM
-/// (libxenguest populates every frame and, where that fails, steals one from the end of
-/// RAM; frames already populated are written in place here) and copies the bytes.
+/// `xc_dom_load_acpi`: populates, one frame at a time, the frames of each ACPI module
+/// that are not guest RAM and copies the bytes. When Xen refuses a frame (the domain is at
+/// its maximum), the last RAM frame is given up for it, as libxenguest's
+/// `populate_acpi_pages` does with `XENMAPSPACE_gmfn` (here: `decrease_reservation` of
+/// that frame, then populate). Frames already RAM (the RSDP's) are written in place:
+/// libxenguest would populate them again, which Xen answers by replacing the page.
 fn load_acpi<H: Hypervisor + ?Sized>(
     hv: &H,
     domid: DomId,
     inputs: &PvhImageInputs<'_>,
 ) -> Result<Vec<u64>, SetupError> {
     let mut populated = Vec::new();
+    let first_high = FOUR_GIB >> PAGE_SHIFT;
+    let mut low_end = inputs.lowmem_end >> PAGE_SHIFT;
+    let mut high_end = if inputs.highmem_end > FOUR_GIB {
+        inputs.highmem_end >> PAGE_SHIFT
+    } else {
+        0
+    };
     for (m, data) in &inputs.acpi {
         if m.length == 0 {
             continue;
         }
         let first = m.guest_addr >> PAGE_SHIFT;
         let pages = (m.length + (m.guest_addr & (PAGE_SIZE - 1))).div_ceil(PAGE_SIZE);
-        let missing: Vec<Gfn> = (first..first + pages)
-            .filter(|g| !is_ram(*g, inputs.lowmem_end, inputs.highmem_end))
-            .map(Gfn)
-            .collect();
-        if !missing.is_empty() {
-            step(
+        for gfn in first..first + pages {
+            if is_ram(gfn, inputs.lowmem_end, inputs.highmem_end) {
+                continue;
+            }
+            let target = [Gfn(gfn)];
+            let done = step(
                 "Populating ACPI pages",
-                hv.populate_physmap_exact(domid, PageOrder::ORDER_4K, MemFlags::NONE, &missing),
+                hv.populate_physmap(domid, PageOrder::ORDER_4K, MemFlags::NONE, &target),
             )?;
-            step("Clearing ACPI pages", hv.clear_guest_pages(domid, &missing))?;
-            populated.extend(missing.iter().map(|g| g.0));
+            if done != 1 {
+                // Give up the last RAM frame for this one.
+                let victim = if high_end != 0 {
+                    high_end -= 1;
+                    let v = high_end;
+                    if high_end == first_high {
+                        high_end = 0;
+                    }
+                    v
+                } else {
+                    low_end = low_end.saturating_sub(1);
+                    low_end
+                };
+                log::warn!(
+                    "d{domid}: no room for ACPI frame {gfn:#x}, using RAM frame {victim:#x}"
+                );
+                step(
+                    "Releasing a RAM frame for ACPI",
+                    hv.decrease_reservation(domid, PageOrder::ORDER_4K, &[Gfn(victim)]),
+                )?;
+                step(
+                    "Populating ACPI pages",
+                    hv.populate_physmap_exact(domid, PageOrder::ORDER_4K, MemFlags::NONE, &target),
+                )?;
+            }
+            step("Clearing ACPI pages", hv.clear_guest_pages(domid, &target))?;
+            populated.push(gfn);
         }
         step(
             "Copying ACPI tables",
