@@ -82,6 +82,10 @@ pub fn run_cmd(args: &[String]) -> Result<()> {
     let summary = boot(&fixture, &run_dir, &tests, filter)?;
     let t_boot = started.elapsed() - t_fixture - t_build;
 
+    println!("xen-test: per test:");
+    for (bin, test, outcome) in &summary.outcomes {
+        println!("  {outcome:<7} {bin}: {test}");
+    }
     println!("xen-test: per test binary:");
     for p in &summary.probes {
         println!(
@@ -293,6 +297,11 @@ struct Probe {
 #[derive(Debug, Default)]
 struct Summary {
     probes: Vec<Probe>,
+    /// Per test: (binary, test, outcome word as libtest prints it).
+    outcomes: Vec<(String, String, String)>,
+    /// A test whose "test NAME ... " line has not got its outcome yet (output written past
+    /// libtest's capture, or Xen's console, can come in between).
+    pending: Option<String>,
     failed_tests: Vec<String>,
     reports: Vec<String>,
     setup_failures: u64,
@@ -322,8 +331,36 @@ impl Summary {
         self.probes.last_mut()
     }
 
+    fn outcome(&mut self, word: &str) -> bool {
+        if !matches!(word, "ok" | "FAILED" | "ignored") {
+            return false;
+        }
+        let Some(test) = self.pending.take() else {
+            return false;
+        };
+        let bin = self.current().map(|p| p.name.clone()).unwrap_or_default();
+        self.outcomes.push((bin, test, word.to_owned()));
+        true
+    }
+
     /// Reads one line of run.sh's output (timestamp prefix removed).
     fn read_line(&mut self, line: &str) {
+        if let Some((name, rest)) = line
+            .strip_prefix("test ")
+            .and_then(|r| r.split_once(" ... "))
+        {
+            self.pending = Some(name.to_owned());
+            if let Some(word) = rest.split_whitespace().last() {
+                self.outcome(word);
+            }
+        } else if self.pending.is_some() {
+            // The pending test's outcome may come on a line of its own.
+            self.outcome(line.trim());
+        }
+        if let Some((_, rest)) = line.split_once("XG-REPORT: ") {
+            // Written past libtest's capture, so it may follow "test name ... " on a line.
+            self.reports.push(rest.to_owned());
+        }
         if let Some(rest) = line.strip_prefix("XENTEST: + probe ") {
             let name = rest.split_whitespace().next().unwrap_or_default();
             self.probes.push(Probe {
@@ -342,9 +379,6 @@ impl Summary {
                 let bin = self.current().map(|p| p.name.clone()).unwrap_or_default();
                 self.failed_tests.push(format!("{bin}: {name}"));
             }
-        } else if let Some((_, rest)) = line.split_once("XG-REPORT: ") {
-            // Written past libtest's capture, so it may follow "test name ... " on a line.
-            self.reports.push(rest.to_owned());
         } else if line.starts_with("XENTEST: FAILED: setup") {
             self.setup_failures += 1;
         } else if line.starts_with("XENTEST: FAILED: probe") {
@@ -428,10 +462,14 @@ mod tests {
         let out = "\
 [  18.61] XENTEST: + probe privcmd-2451c22a8c2c3d7b --include-ignored --test-threads=1
 [  18.73] running 10 tests
+[  19.29] test claims ... ok
+[  19.68] test create_populate_each_order_and_destroy ... (XEN) d0v0 Over-allocation for d2: 2049 > 2048
+[  20.48] ok
 [  26.04] test result: ok. 10 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 7.34s
 [  26.18] XENTEST: ok: probe privcmd-2451c22a8c2c3d7b
 [  26.19] XENTEST: + probe hvm_build-0123 --include-ignored --test-threads=1
 [  27.00] test timing ... XG-REPORT: ratio 0.5
+[  27.05] FAILED
 [  27.10] ---- timing stdout ----
 [  27.20] test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out
 [  27.30] XENTEST: FAILED: probe hvm_build-0123 (rc=101)
@@ -445,6 +483,19 @@ mod tests {
         assert_eq!(s.probes.len(), 3);
         assert_eq!(s.reports, vec!["ratio 0.5".to_owned()]);
         assert_eq!(s.failed_tests, vec!["hvm_build-0123: timing".to_owned()]);
+        let outcomes: Vec<String> = s
+            .outcomes
+            .iter()
+            .map(|(b, t, o)| format!("{o} {b}: {t}"))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                "ok privcmd-2451c22a8c2c3d7b: claims",
+                "ok privcmd-2451c22a8c2c3d7b: create_populate_each_order_and_destroy",
+                "FAILED hvm_build-0123: timing",
+            ]
+        );
         // 11 passed; 1 failed test + 1 crashed binary.
         assert_eq!(s.totals(), (11, 2));
     }
