@@ -116,14 +116,17 @@ fn batched_equals_compat_on_the_case_table() {
 #[test]
 fn batched_equals_compat_on_random_configurations() {
     let mut rng = SmallRng::seed_from_u64(0x0ba7_c4ed);
-    for i in 0..80 {
-        let (host, args) = random_case(&mut rng);
-        assert_same(
-            &host,
-            &args.config(),
-            &format!("random-{i} {:?} {:?}", args.cli(), host.to_vars()),
-        );
-    }
+    let cases: Vec<_> = (0..80).map(|i| (i, random_case(&mut rng))).collect();
+    std::thread::scope(|scope| {
+        for part in cases.chunks(cases.len().div_ceil(2)) {
+            scope.spawn(move || {
+                for (i, (host, args)) in part {
+                    let what = format!("random-{i} {:?} {:?}", args.cli(), host.to_vars());
+                    assert_same(host, &args.config(), &what);
+                }
+            });
+        }
+    });
 }
 
 /// The goal: at most 1/20 of libxenguest's populate calls for guests of 4 GiB or more.
