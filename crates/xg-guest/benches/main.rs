@@ -4,7 +4,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use xg_ctrl::sim::{OracleModel, Simulator};
 use xg_ctrl::{DomId, DomainConfig, DomainOps};
-use xg_guest::meminit::{meminit_hvm, MeminitConfig, Strategy};
+use xg_guest::meminit::{meminit_hvm, Answer, MeminitConfig, MeminitPlan, Step, Strategy};
 
 fn config(mib: u64) -> MeminitConfig {
     let mem = mib << 20;
@@ -44,7 +44,13 @@ fn meminit(c: &mut Criterion) {
                 |b, cfg| {
                     b.iter_batched(
                         host,
-                        |sim| meminit_hvm(&sim, DomId(1), cfg, strategy).expect("meminit"),
+                        // The simulator is returned so that dropping it is not timed.
+                        |sim| {
+                            (
+                                meminit_hvm(&sim, DomId(1), cfg, strategy).expect("meminit"),
+                                sim,
+                            )
+                        },
                         BatchSize::LargeInput,
                     );
                 },
@@ -54,5 +60,33 @@ fn meminit(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, meminit);
+/// The plan alone: every step answered "done", no hypervisor.
+fn plan_only(c: &mut Criterion) {
+    let mut group = c.benchmark_group("meminit_plan");
+    for gib in [1u64, 1024] {
+        let cfg = config(gib << 10);
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{gib}GiB")),
+            &cfg,
+            |b, cfg| {
+                b.iter(|| {
+                    let mut plan = MeminitPlan::new(cfg);
+                    let mut steps = 0u64;
+                    while let Some(step) = plan.step() {
+                        steps += 1;
+                        let answer = match step {
+                            Step::Populate(call) => Answer::Done(call.nr_extents),
+                            _ => Answer::Done(0),
+                        };
+                        plan.complete(answer);
+                    }
+                    steps
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, meminit, plan_only);
 criterion_main!(benches);
