@@ -273,24 +273,20 @@ impl Budget {
         let seed = var("XG_FUZZ_SEED")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0x005E_ED0F_F022);
-        if let Some(s) = var("XG_FUZZ_SECONDS").and_then(|v| v.parse::<f64>().ok()) {
-            return Budget {
-                iters: u64::MAX,
-                seconds: s,
+        let seconds = var("XG_FUZZ_SECONDS").and_then(|v| v.parse::<f64>().ok());
+        let iters = var("XG_FUZZ_ITERS").and_then(|v| v.parse::<u64>().ok());
+        match (seconds, iters) {
+            (None, None) => Budget {
+                iters: SMOKE_ITERS,
+                seconds: SMOKE_SECONDS,
                 seed,
-            };
-        }
-        if let Some(n) = var("XG_FUZZ_ITERS").and_then(|v| v.parse().ok()) {
-            return Budget {
-                iters: n,
-                seconds: f64::INFINITY,
+            },
+            // Either limit, or both: whichever is reached first ends the run.
+            (s, n) => Budget {
+                iters: n.unwrap_or(u64::MAX),
+                seconds: s.unwrap_or(f64::INFINITY),
                 seed,
-            };
-        }
-        Budget {
-            iters: SMOKE_ITERS,
-            seconds: SMOKE_SECONDS,
-            seed,
+            },
         }
     }
 }

@@ -26,17 +26,20 @@ pub const TARGETS: &[(&str, &str, &str)] = &[
     ("argv", "xenguest-cli", "fuzz_argv"),
 ];
 
-const USAGE: &str = "usage: cargo xtask fuzz [--seconds N | --iters N] [--seed S] [TARGET...]";
+const USAGE: &str = "usage: cargo xtask fuzz [--seconds N] [--iters N] [--seed S] [TARGET...]";
 
 struct Options {
-    budget: (&'static str, String),
+    /// `XG_FUZZ_SECONDS` and `XG_FUZZ_ITERS`: whichever limit comes first ends a run.
+    seconds: Option<String>,
+    iters: Option<String>,
     seed: Option<String>,
     targets: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut o = Options {
-        budget: ("XG_FUZZ_SECONDS", "60".to_owned()),
+        seconds: None,
+        iters: None,
         seed: None,
         targets: Vec::new(),
     };
@@ -44,15 +47,22 @@ fn parse(args: &[String]) -> Result<Options> {
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().context(USAGE);
         match a.as_str() {
-            "--seconds" => o.budget = ("XG_FUZZ_SECONDS", value()?),
-            "--iters" => o.budget = ("XG_FUZZ_ITERS", value()?),
+            "--seconds" => o.seconds = Some(value()?),
+            "--iters" => o.iters = Some(value()?),
             "--seed" => o.seed = Some(value()?),
             t if TARGETS.iter().any(|(n, ..)| *n == t) => o.targets.push(t.to_owned()),
             other => bail!("unknown fuzz argument '{other}'\n{USAGE}"),
         }
     }
-    if o.budget.1.parse::<f64>().is_err() {
-        bail!("{} must be a number\n{USAGE}", o.budget.0);
+    if o.seconds.is_none() && o.iters.is_none() {
+        o.seconds = Some("60".to_owned());
+    }
+    if o.seconds
+        .as_ref()
+        .is_some_and(|s| s.parse::<f64>().is_err())
+        || o.iters.as_ref().is_some_and(|s| s.parse::<u64>().is_err())
+    {
+        bail!("--seconds and --iters take numbers\n{USAGE}");
     }
     Ok(o)
 }
@@ -66,13 +76,18 @@ pub fn run_cmd(args: &[String]) -> Result<()> {
         .collect();
     let mut summary = Vec::new();
     for (name, krate, file) in chosen {
-        eprintln!("xtask: fuzzing {name} ({}={})", o.budget.0, o.budget.1);
+        eprintln!("xtask: fuzzing {name}");
         let mut cmd = cargo();
         cmd.args(["test", "--release", "-p", krate, "--test", file])
             .arg(format!("fuzz_{name}"))
             .args(["--", "--exact", "--nocapture", "--test-threads=1"])
-            .arg(format!("fuzz_{name}"))
-            .env(o.budget.0, &o.budget.1);
+            .arg(format!("fuzz_{name}"));
+        if let Some(s) = &o.seconds {
+            cmd.env("XG_FUZZ_SECONDS", s);
+        }
+        if let Some(n) = &o.iters {
+            cmd.env("XG_FUZZ_ITERS", n);
+        }
         if let Some(seed) = &o.seed {
             cmd.env("XG_FUZZ_SEED", seed);
         }
@@ -111,9 +126,13 @@ mod tests {
     fn arguments() {
         let a = |v: &[&str]| parse(&v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
         let o = a(&["--seconds", "5", "xs_wire", "argv"]).unwrap();
-        assert_eq!(o.budget, ("XG_FUZZ_SECONDS", "5".to_owned()));
+        assert_eq!(o.seconds.as_deref(), Some("5"));
+        assert_eq!(o.iters, None);
         assert_eq!(o.targets, ["xs_wire", "argv"]);
-        assert_eq!(a(&["--iters", "10"]).unwrap().budget.0, "XG_FUZZ_ITERS");
+        let o = a(&["--iters", "10"]).unwrap();
+        assert_eq!((o.seconds, o.iters.as_deref()), (None, Some("10")));
+        assert_eq!(a(&[]).unwrap().seconds.as_deref(), Some("60"));
+        assert!(a(&["--iters", "1e3"]).is_err());
         assert!(a(&["--seconds", "x"]).is_err());
         assert!(a(&["nonsense"]).is_err());
         assert!(a(&["--seconds"]).is_err());
