@@ -26,8 +26,9 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Static binaries need nothing from dom0's (busybox) userland.
 const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static";
 /// Fixture build options: Debian's device model and hvmloader, for `xl create` of the
-/// HVM guest the timing compares against.
-const FIXTURE_ENV: &[(&str, &str)] = &[("WITH_HVM_DM", "1")];
+/// HVM guest the timing compares against; Debian's kernel and a busybox initramfs in
+/// `/guest`, for the Linux PVH guest built by our `pvh_build`.
+const FIXTURE_ENV: &[(&str, &str)] = &[("WITH_HVM_DM", "1"), ("WITH_LINUX_GUEST", "1")];
 /// run.sh's default Xen command line plus `sched=credit`: XenServer's scheduler, the one
 /// xenguest's weight/cap calls address (Xen 4.17 defaults to credit2).
 const XEN_ARGS: &str = "console=com1 com1=115200,8n1 dom0_mem=512M,max:512M dom0_max_vcpus=1 \

@@ -12,6 +12,16 @@ pub const STORE_PORT: u32 = 1;
 pub const CONSOLE_PORT: u32 = 2;
 
 fn base_args(domid: u16, spec: &HvmSpec, trace: Option<&Path>) -> Vec<String> {
+    mode_args("hvm_build", crate::HVMLOADER, domid, spec, trace)
+}
+
+fn mode_args(
+    mode: &str,
+    image: &str,
+    domid: u16,
+    spec: &HvmSpec,
+    trace: Option<&Path>,
+) -> Vec<String> {
     let mib = spec.mem_mib.to_string();
     // As xenopsd: both control fds given. Fd 1 is the pipe `run` reads, so `result:` and
     // `error:` lines arrive on stdout; fd 0 is /dev/null (only save modes read it).
@@ -21,9 +31,9 @@ fn base_args(domid: u16, spec: &HvmSpec, trace: Option<&Path>) -> Vec<String> {
         "-controlinfd",
         "0",
         "-mode",
-        "hvm_build",
+        mode,
         "-image",
-        crate::HVMLOADER,
+        image,
         "-domid",
         &domid.to_string(),
         "-store_port",
@@ -75,6 +85,49 @@ pub fn hvm_build_sim(
     for (k, v) in spec.platform_keys() {
         a.push("--platform".to_owned());
         a.push(format!("{k}={v}"));
+    }
+    let prog = crate::xenguest_path().display().to_string();
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    run(&prog, &refs)
+}
+
+/// A PVH kernel and its modules, as xenopsd passes them to `-mode pvh_build`.
+#[derive(Debug, Clone, Default)]
+pub struct PvhImage {
+    /// `-image`.
+    pub kernel: String,
+    /// `-cmdline` of the kernel.
+    pub cmdline: String,
+    /// `-module` paths, each with the `-cmdline` that follows it.
+    pub modules: Vec<(String, String)>,
+}
+
+/// `xenguest -mode pvh_build` with xenopsd's argv (`-cmdline`, `-features ""`,
+/// `-flags 0`, then `-module`/`-cmdline` pairs) on `backend`: `privcmd` with the socket
+/// store on an existing domain, or `sim` with an in-memory store seeded with the spec's
+/// platform keys.
+pub fn pvh_build(
+    backend: &str,
+    domid: u16,
+    spec: &HvmSpec,
+    image: &PvhImage,
+    trace: Option<&Path>,
+) -> Result<Finished, CmdError> {
+    let mut a = mode_args("pvh_build", &image.kernel, domid, spec, trace);
+    a.extend(["-cmdline".to_owned(), image.cmdline.clone()]);
+    a.extend(["-features", "", "-flags", "0"].map(String::from));
+    for (path, cmdline) in &image.modules {
+        a.extend(["-module".to_owned(), path.clone()]);
+        a.extend(["-cmdline".to_owned(), cmdline.clone()]);
+    }
+    if backend == "sim" {
+        a.extend(["--backend", "sim", "--store", "memory"].map(String::from));
+        for (k, v) in spec.platform_keys() {
+            a.push("--platform".to_owned());
+            a.push(format!("{k}={v}"));
+        }
+    } else {
+        a.extend(["--backend", "privcmd", "--store", "socket"].map(String::from));
     }
     let prog = crate::xenguest_path().display().to_string();
     let refs: Vec<&str> = a.iter().map(String::as_str).collect();
