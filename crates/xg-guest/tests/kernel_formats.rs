@@ -370,3 +370,49 @@ fn bzimage_header_errors() {
         Err(KernelError::Decompress { format: "gzip", .. })
     ));
 }
+
+/// A real distribution kernel, when one is at hand: `$XG_TEST_VMLINUZ`, else the first
+/// `/boot/vmlinuz-*`. It must decompress, parse, and pass both the PVH and the PV checks
+/// (Debian's kernels are built with `CONFIG_PVH` and `CONFIG_XEN_PV`). Without one the
+/// test says so and passes.
+#[test]
+fn real_vmlinuz_if_present() {
+    let path = std::env::var_os("XG_TEST_VMLINUZ")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::fs::read_dir("/boot")
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("vmlinuz-"))
+                })
+        });
+    let Some(path) = path else {
+        eprintln!("no vmlinuz found (set XG_TEST_VMLINUZ): skipped");
+        return;
+    };
+    let img = std::fs::read(&path).unwrap();
+    let t = std::time::Instant::now();
+    let (elf_bytes, fmt) = open_kernel(&img, xg_guest::kernel::DECOMPRESS_MAX).unwrap();
+    let decompress = t.elapsed();
+    let k = KernelElf::parse(elf_bytes).unwrap();
+    assert!(k.is64);
+    let pvh = k.pvh().unwrap();
+    let pv = xg_guest::pv::check::pv_kernel(&k).unwrap();
+    let layout = xg_guest::pv::layout::plan_pv(&pv, 1024 << 8, None).unwrap();
+    eprintln!(
+        "{}: {fmt:?}, {} -> {} bytes in {decompress:?}; PVH entry {:#x} ({:#x}-{:#x}); PV entry {:#x}, virt_base {:#x}, p2m_base {:?}\n{layout}",
+        path.display(),
+        img.len(),
+        k.segments.iter().map(|s| s.filesz).sum::<u64>(),
+        pvh.entry,
+        pvh.kstart,
+        pvh.kend,
+        pv.entry,
+        pv.virt_base,
+        pv.p2m_base
+    );
+}
