@@ -123,6 +123,24 @@ fn modules_and_limits() {
     assert_eq!(o.limits, (0x10_0000, 1 << 30));
     assert_eq!(o.image.start_info.nr_modules, 2);
 
+    // strtoull(base 0): octal, decimal; garbage or 0 means the default.
+    for (v, want) in [
+        ("010", 8),
+        ("4096", 4096),
+        ("12abc", 1 << 30),
+        ("0", 1 << 30),
+    ] {
+        let store = MemStore::new();
+        store
+            .write(TxId::NONE, KERNEL_LIMIT_KEY, v.as_bytes())
+            .unwrap();
+        assert_eq!(
+            xg_build::pvh::read_limit(&store, KERNEL_LIMIT_KEY).unwrap(),
+            want,
+            "{v}"
+        );
+    }
+
     // A kernel limit below the image size fails in xc_dom_kernel_file.
     let r = run_with(&request(256), &[(KERNEL_LIMIT_KEY, "100")]);
     let e = r.result.unwrap_err();

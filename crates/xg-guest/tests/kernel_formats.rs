@@ -416,3 +416,50 @@ fn real_vmlinuz_if_present() {
         pv.p2m_base
     );
 }
+
+mod hostile {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn samples() -> Vec<Vec<u8>> {
+        let elf = pvh64(0x100_0000);
+        vec![
+            test_pvh_kernel(),
+            elf.clone(),
+            gzip(&elf),
+            wrap_payload(&with_size_trailer(zstd(&elf), elf.len())),
+            wrap_payload(&with_size_trailer(lz4_legacy(&elf), elf.len())),
+            wrap_payload(&with_size_trailer(xz(&elf), elf.len())),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Any corruption of a valid image is either accepted or a clean error: no
+        /// panic, no allocation beyond the cap.
+        #[test]
+        fn corrupted_images_never_panic(
+            which in 0usize..6,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+            cut in any::<usize>(),
+        ) {
+            let mut img = samples()[which].clone();
+            for (at, v) in edits {
+                let i = at % img.len();
+                img[i] = v;
+            }
+            if cut % 4 == 0 {
+                img.truncate(cut % (img.len() + 1));
+            }
+            if let Ok((elf, _)) = open_kernel(&img, 8 << 20) {
+                assert!(elf.len() <= 8 << 20);
+                if let Ok(k) = KernelElf::parse(elf) {
+                    let _ = k.pvh();
+                    let _ = xg_guest::pv::check::pv_kernel(&k);
+                }
+            }
+        }
+    }
+}
