@@ -253,3 +253,36 @@ fn start_info_bytes() {
     assert_eq!(long[128 + 1022], b'x');
     assert_eq!(long[128 + 1023], 0, "cmdline truncated to 1023 bytes");
 }
+
+#[test]
+fn vcpu_context_layout_matches_the_abi() {
+    use std::mem::{offset_of, size_of};
+    use xg_guest::pv::vcpu::*;
+    type C = xg_sys::vcpu_guest_context;
+    assert_eq!(size_of::<C>(), CONTEXT_SIZE);
+    assert_eq!(offset_of!(C, flags), FLAGS);
+    assert_eq!(offset_of!(C, user_regs), USER_REGS);
+    assert_eq!(offset_of!(C, kernel_ss), KERNEL_SS);
+    assert_eq!(offset_of!(C, kernel_sp), KERNEL_SP);
+    assert_eq!(offset_of!(C, ctrlreg), CTRLREG);
+    assert_eq!(offset_of!(C, debugreg), DEBUGREG);
+    assert_eq!(size_of::<xg_sys::cpu_user_regs>(), 200);
+    assert_eq!(size_of::<xg_sys::start_info>(), 1168);
+
+    let k = check(linux_like(&[])).unwrap();
+    let l = plan_pv(&k, 512 << 8, None).unwrap();
+    let b = boot_context(&k, &l, 0x1234);
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    assert_eq!(u64_at(USER_REGS + regs::RIP), KVIRT + 0x40);
+    assert_eq!(
+        u64_at(USER_REGS + regs::RSP),
+        VIRT_BASE + ((l.bootstack_pfn + 1) << 12)
+    );
+    assert_eq!(
+        u64_at(USER_REGS + regs::RSI),
+        VIRT_BASE + (l.start_info_pfn << 12)
+    );
+    assert_eq!(u64_at(CTRLREG + 24), 0x1234 << 12);
+    assert_eq!(u64_at(KERNEL_SP), u64_at(USER_REGS + regs::RSP));
+    assert_eq!(u64_at(FLAGS), 0x24);
+}

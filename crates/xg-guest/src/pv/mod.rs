@@ -8,13 +8,18 @@
 //! * [`layout::page_tables`]: the contents of the initial page tables for a pfn→mfn
 //!   map (`setup_pgtables_pv`).
 //! * [`start_info::build_pv_start_info`]: the `start_info` page (`start_info_x86_64`).
+//! * [`vcpu::boot_context`]: the boot vCPU context (`vcpu_x86_64`).
 //!
-//! Not here yet: the hypercall side (populating with MFNs returned, writing the frames,
-//! `XEN_DOMCTL_setvcpucontext`, the hypercall page, shared info) — see the crate docs.
+//! Not here yet (what `-mode linux_build` still needs): `meminit_pv` populating with the
+//! machine frames Xen returns (the `MemoryOps` traits return counts, not MFNs), writing
+//! frames of a PV guest by MFN, `XEN_DOMCTL_setvcpucontext`, `XEN_DOMCTL_hypercall_init`,
+//! pinning the L4 table (`MMUEXT_PIN_L4_TABLE`), shared-info initialisation and the
+//! grant-table seed with MFNs. The CLI answers `linux_build` with "not supported yet".
 
 pub mod check;
 pub mod layout;
 pub mod start_info;
+pub mod vcpu;
 
 /// Why a PV layout cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
