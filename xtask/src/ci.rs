@@ -16,6 +16,9 @@ pub const TEST_PACKAGES: &[&str] = &[
     "gcc",
     "libc6-dev",
     "python3",
+    // cargo xtask dist: rpmbuild and rpm -qlp; groff renders the man page in its test.
+    "rpm",
+    "groff-base",
 ];
 
 /// Packages the main job can use: Debian's hvmloader lives in xen-utils-4.17.
@@ -35,6 +38,8 @@ pub fn run_ci_steps() -> Result<()> {
         .env("RUSTDOCFLAGS", "-D warnings")
         .args(["doc", "--workspace", "--no-deps"]))?;
     run(cargo().args(["test", "--workspace"]))?;
+    // The packages: build the .deb/.rpm/tarball, install the .deb, run it, remove it.
+    crate::dist::ci_check()?;
     run(cargo().args(["bench", "--workspace", "--no-run"]))?;
     // Last: our binaries on a real Xen 4.17 under QEMU (a few minutes, needs root).
     crate::xen_test::run_cmd(&[])?;

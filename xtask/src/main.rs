@@ -2,8 +2,10 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
 mod codegen;
+mod dist;
 mod fuzz;
 mod oracle;
 mod util;
@@ -18,7 +20,11 @@ commands:
   ci                 install missing system packages, then fmt, clippy, doc, test,
                      bench --no-run, xen-test
   codegen [--check]  regenerate crates/xg-sys/src/x86_64/bindings.rs (--check: fail if stale)
+  bench              measure every tracked figure against its baseline; writes
+                     target/bench-report.{md,json} (docs/BENCHMARKS.md)
   demo               build a 4 GiB HVM guest on the simulator (the README's main job)
+  dist [--prefix DIR] [--bindir DIR] [--out DIR] [--no-rpm]
+                     release build, tarball, .deb and .rpm (binary in /usr/libexec/xen/bin)
   fuzz [--seconds N] [--iters N] [--seed S] [TARGET...]
                      long release-mode runs of the fuzz targets (fuzz/targets/), with
                      inputs/s per target (docs/RELIABILITY.md)
@@ -35,9 +41,11 @@ fn main() -> Result<()> {
     };
     let rest = &args[1..];
     match cmd.as_str() {
+        "bench" => bench::run_cmd(rest),
         "ci" => ci::run_cmd(rest),
         "codegen" => codegen::run_cmd(rest),
         "demo" => ci::demo(rest),
+        "dist" => dist::run_cmd(rest),
         "fuzz" => fuzz::run_cmd(rest),
         "oracle" => oracle::run_cmd(rest),
         "xen-test" => xen_test::run_cmd(rest),
