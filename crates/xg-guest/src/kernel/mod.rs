@@ -7,8 +7,8 @@
 //!   Sizes are capped before and while decompressing.
 //! * [`KernelElf::parse`] reads an ELF32 or ELF64 image with every offset, size and note
 //!   bounds-checked, and its Xen notes ([`notes::XenNotes`]).
-//! * [`KernelElf::pvh`] / [`KernelElf::pv`] apply libelf's `elf_xen_parse` checks for a
-//!   guest in an HVM container (PVH) or a PV guest.
+//! * [`KernelElf::pvh`] / [`crate::pv::check::pv_kernel`] apply libelf's `elf_xen_parse`
+//!   checks for a guest in an HVM container (PVH) or a PV guest.
 //! * [`pvh::build_pvh_image`] places kernel, modules and ACPI tables of a PVH guest and
 //!   boots it, reusing the HVM special pages, start info, vCPU and grant-table code.
 //! * [`test_kernel::test_pvh_kernel`] generates a tiny PVH kernel for tests and real Xen.
