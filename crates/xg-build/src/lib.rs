@@ -12,6 +12,39 @@
 //! [`BuildError`] naming the step with xenguest's function name and rendering
 //! xenguest's exact `error:` text ([`BuildError::wire_lines`]).
 //!
+//! # Walkthrough
+//!
+//! What `xenguest -mode hvm_build` does on the simulator, in library calls: the
+//! toolstack's part ([`toolstack::build_pre`]: create the domain and its Xenstore
+//! directory), then the build, then the line xenopsd reads:
+//!
+//! ```
+//! use xg_build::{build_hvm, toolstack, HvmBuildRequest, PciHost};
+//! use xg_ctrl::sim::Simulator;
+//! use xg_ctrl::DomId;
+//! use xg_store::{MemStore, Store, TxId};
+//!
+//! let xen = Simulator::default();
+//! let store = MemStore::new();
+//! let dom = DomId(1);
+//! // xenopsd writes the platform keys before it runs xenguest.
+//! let path = store.get_domain_path(1).unwrap();
+//! store
+//!     .write(TxId::NONE, &toolstack::platform_key(&path, "vcpu/number"), b"2")
+//!     .unwrap();
+//! toolstack::build_pre(&xen, &store, dom, 1024).unwrap();
+//!
+//! let firmware = xg_guest::firmware::builtin_test_firmware();
+//! let request = HvmBuildRequest::new(dom, 1024, 1024, firmware);
+//! let no_devices = PciHost::at("/nonexistent-sysfs");
+//! let outcome = build_hvm(&xen, &store, &no_devices, &request).unwrap();
+//! assert_eq!(outcome.result_line(), "result:1044476 1044479\n");
+//! assert_eq!(outcome.params.hvm_info.nr_vcpus, 2);
+//! ```
+//!
+//! On a real host the same function takes [`xg_ctrl::XenCtrl`] and a
+//! [`xg_store::Client`]; [`plan::plan_hvm`] computes the layout without building.
+//!
 //! # Decisions
 //!
 //! * **`-mem_pnode N`** (xenopsd sends it after claiming the VM's memory on one NUMA

@@ -8,6 +8,24 @@
 //! Modules: [`build`] runs our `xenguest` like xenopsd, [`cmd`] runs Debian's tools (`xl`, `xenstore-*`) and parses their output,
 //! [`domain`] creates domains the way xenopsd does and destroys them on drop,
 //! [`trace`] reads our hypercall traces and reduces them to what two backends must agree on.
+//!
+//! # Walkthrough
+//!
+//! A test in dom0 creates a domain the way xenopsd does, builds it with our binary
+//! through privcmd, and compares the result line (needs a real Xen, hence `no_run`):
+//!
+//! ```no_run
+//! use xg_realxen::{build, domain, in_dom0};
+//!
+//! assert!(in_dom0(), "run me with cargo xtask xen-test");
+//! let xc = xg_ctrl::XenCtrl::open().unwrap();
+//! let xs = xg_store::Client::open().unwrap();
+//! let spec = domain::HvmSpec::small(256, 1);
+//! let domid = domain::create_like_xenopsd(&xc, &xs, "xg-doc", &spec).unwrap();
+//! let _destroy_on_drop = domain::Guard::new(&xc, domid);
+//! let run = build::hvm_build_privcmd(domid.0, &spec, None).unwrap();
+//! assert_eq!(build::result_line(&run.stdout), Some("result:1044476 1044479"));
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -9,6 +9,30 @@
 //! generated from. bindgen's compile-time layout assertions are kept, and
 //! `tests/golden.rs` compares sizes and offsets with what the C compiler computes
 //! from the same headers.
+//!
+//! # Walkthrough
+//!
+//! The types are Xen's C structs, field for field; zeroed defaults stand in for C's
+//! `= { 0 }`. Filling in a `XEN_DOMCTL_createdomain` the way xg-ctrl's privcmd backend
+//! does before it hands the buffer to the hypervisor:
+//!
+//! ```
+//! use xg_sys::{xen_domctl, xen_domctl_createdomain};
+//!
+//! let mut create = xen_domctl_createdomain::default();
+//! create.flags = xg_sys::XEN_DOMCTL_CDF_hvm | xg_sys::XEN_DOMCTL_CDF_hap;
+//! create.max_vcpus = 2;
+//!
+//! let mut domctl = xen_domctl::default();
+//! domctl.cmd = xg_sys::XEN_DOMCTL_createdomain;
+//! domctl.interface_version = xg_sys::XEN_DOMCTL_INTERFACE_VERSION;
+//! domctl.domain = 7;
+//! domctl.u.createdomain = create; // writing a union field is safe; reading is not
+//!
+//! assert_eq!(xg_sys::XEN_DOMCTL_INTERFACE_VERSION, 0x15); // Xen 4.17
+//! assert_eq!(std::mem::offset_of!(xen_domctl, u), 16);
+//! assert!(xg_sys::XEN_HEADERS_VERSION.starts_with("4.17."));
+//! ```
 
 #![deny(missing_docs)]
 
