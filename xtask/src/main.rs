@@ -21,7 +21,7 @@ commands:
                      bench --no-run, xen-test
   codegen [--check]  regenerate crates/xg-sys/src/x86_64/bindings.rs (--check: fail if stale)
   bench              measure every tracked figure against its baseline; writes
-                     target/bench-report.{md,json} (docs/BENCHMARKS.md)
+                     target/bench-report.{md,json} (README: Benchmarks)
   demo               build a 4 GiB HVM guest on the simulator (the README's main job)
   dist [--prefix DIR] [--bindir DIR] [--out DIR] [--no-rpm]
                      release build, tarball, .deb and .rpm (binary in /usr/libexec/xen/bin)
