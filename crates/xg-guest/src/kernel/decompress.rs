@@ -3,7 +3,7 @@
 //!
 //! Every decoder writes into a [`CappedSink`], so a hostile image cannot make us allocate
 //! more than the cap (`/mh/limits/pv-kernel-max_size`, else 1 GiB) whatever its headers
-//! claim. Crates: `flate2` (gzip), `lzma-rs` (xz and legacy lzma), `ruzstd` (zstd),
+//! claim. Crates: `flate2` (gzip), `liblzma` (xz with BCJ filters, legacy lzma), `ruzstd` (zstd),
 //! `lz4_flex` (the blocks of the kernel's legacy lz4 framing). LZO and bzip2 payloads are
 //! refused with their own error: no maintained pure-Rust decoder exists for the lzop
 //! framing the kernel uses, and bzip2 was not asked for.
@@ -142,47 +142,26 @@ fn gunzip(data: &[u8], sink: &mut CappedSink) -> io::Result<()> {
     copy_capped(&mut dec, sink)
 }
 
-/// The kernel appends the 32-bit uncompressed size after xz, lzma, zstd and lz4 payloads
-/// (`size_append`); decoders that reject trailing bytes get a second try without them.
-fn without_size_trailer(data: &[u8]) -> &[u8] {
-    &data[..data.len().saturating_sub(4)]
-}
+/// Decoder memory limit for xz and lzma: the window a hostile header asks for is refused
+/// beyond this (Linux uses 32 MiB dictionaries).
+const LZMA_MEMLIMIT: u64 = 256 << 20;
 
+/// xz with any filter chain liblzma knows, in particular the x86 BCJ filter every x86
+/// kernel build adds (`scripts/xz_wrap.sh`). One stream: the kernel's size trailer
+/// after it is not read.
 fn unxz(data: &[u8], sink: &mut CappedSink) -> io::Result<()> {
-    let first = lzma_rs::xz_decompress(&mut io::BufReader::new(data), sink);
-    if first.is_ok() || sink.overflowed {
-        return first.map_err(io::Error::other);
-    }
-    sink.buf.clear();
-    lzma_rs::xz_decompress(&mut io::BufReader::new(without_size_trailer(data)), sink)
-        .map_err(io::Error::other)
+    let stream =
+        liblzma::stream::Stream::new_stream_decoder(LZMA_MEMLIMIT, 0).map_err(io::Error::other)?;
+    let mut dec = liblzma::bufread::XzDecoder::new_stream(data, stream);
+    copy_capped(&mut dec, sink)
 }
 
+/// The legacy `.lzma` ("alone") format.
 fn unlzma(data: &[u8], sink: &mut CappedSink) -> io::Result<()> {
-    let opts = lzma_rs::decompress::Options {
-        unpacked_size: lzma_rs::decompress::UnpackedSize::ReadFromHeader,
-        // The window a hostile header asks for is capped too (lzma-rs's xz decoder has
-        // no such limit: its window is bounded by the stream's dictionary size).
-        memlimit: Some(usize::try_from(sink.cap).unwrap_or(usize::MAX)),
-        allow_incomplete: false,
-    };
-    let first = lzma_rs::lzma_decompress_with_options(&mut io::BufReader::new(data), sink, &opts);
-    if let Err(lzma_rs::error::Error::LzmaError(m)) = &first {
-        // The window reached the memory limit, which is the cap.
-        if m.starts_with("exceeded memory limit") {
-            sink.overflowed = true;
-        }
-    }
-    if first.is_ok() || sink.overflowed {
-        return first.map_err(io::Error::other);
-    }
-    sink.buf.clear();
-    lzma_rs::lzma_decompress_with_options(
-        &mut io::BufReader::new(without_size_trailer(data)),
-        sink,
-        &opts,
-    )
-    .map_err(io::Error::other)
+    let stream =
+        liblzma::stream::Stream::new_lzma_decoder(LZMA_MEMLIMIT).map_err(io::Error::other)?;
+    let mut dec = liblzma::bufread::XzDecoder::new_stream(data, stream);
+    copy_capped(&mut dec, sink)
 }
 
 fn unzstd(data: &[u8], sink: &mut CappedSink) -> io::Result<()> {
