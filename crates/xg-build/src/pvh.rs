@@ -8,7 +8,12 @@
 //! `xc_domain_set_memory_map`, the image ([`xg_guest::kernel::pvh`]), the params without
 //! the hvm_info page, and the CPUID policy with `hvm = false`. No Xenstore writes.
 //!
-//! Decisions: a kernel or module that cannot be used is reported as
+//! Decisions: without `platform/featureset` the guest gets the HVM default featureset,
+//! not the PV one xenguest's `construct_cpuid_policy(hvm = !is_pvh)` picks (spec §4.6,
+//! "latent bug, reproduce or fix deliberately"): on Xen 4.17 the PV set hides PGE and a
+//! PVH Linux triple-faults setting CR4.PGE (docs/REAL-XEN.md, scenario 3). xapi always
+//! writes `platform/featureset`, so XenServer builds see no difference.
+//! A kernel or module that cannot be used is reported as
 //! `xenguest: <fn>: [2] <reason>` (2 = `XC_INVALID_KERNEL`, what libxenguest's last error
 //! would carry); upstream libxenguest lists at most two modules in the start info, so a
 //! third module fails the build (`xc_dom_boot_image`) although the command line accepts ten.
@@ -283,15 +288,22 @@ pub fn set_params<H: Hypervisor + ?Sized>(
     })
 }
 
-/// `construct_cpuid_policy(hvm = false)` (spec §5.1, §4.6 quirk).
+/// `construct_cpuid_policy` for a PVH guest: xenguest passes `hvm = false`, which only
+/// matters without `platform/featureset`; then we use the HVM default (see the module
+/// docs).
 pub fn cpuid_policy<H: Hypervisor + ?Sized>(
     hv: &H,
     domid: DomId,
     flags: &Flags,
 ) -> Result<CpuPolicy, BuildError> {
+    if flags.featureset.is_none() {
+        log::info!(
+            "No featureset provided - using the HVM default (xenguest would use the PV one, which PVH Linux cannot boot with)"
+        );
+    }
     let inputs = xg_guest::cpuid::CpuidInputs {
         featureset: flags.featureset.clone(),
-        hvm_default: false,
+        hvm_default: true,
         nx: flags.nx != 0,
         pae: flags.pae != 0,
         nomigrate: flags.nomigrate != 0,
