@@ -23,6 +23,8 @@ pub const PAGES_2M: u64 = 1 << 9;
 pub const UNLIMITED_NODE_PAGES: u64 = 1 << 32;
 /// Nodes of an oracle-compatible host when fewer are listed (unlisted ones are unlimited).
 pub const ORACLE_MIN_NODES: usize = 4;
+/// Most CPUs a host may have (the largest `NR_CPUS` Xen's Kconfig allows).
+pub const MAX_CPUS: u64 = 4095;
 
 /// How an allocation without an exact node picks its node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,6 +274,10 @@ impl HostConfig {
         }
         if self.nodes.iter().all(|n| n.cpus == 0) {
             return Err(host_err("a host needs at least one CPU"));
+        }
+        // Xen's NR_CPUS goes up to 4095; dom0's affinity maps grow with the square.
+        if self.nodes.iter().map(|n| u64::from(n.cpus)).sum::<u64>() > MAX_CPUS {
+            return Err(host_err("at most 4095 CPUs (Xen's largest NR_CPUS)"));
         }
         if self.nodes.iter().all(|n| n.exact_only) {
             return Err(host_err("at least one node must serve non-exact requests"));
