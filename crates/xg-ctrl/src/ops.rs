@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::types::{DomId, Gfn, MemFlags, PageOrder};
+use crate::types::{DomId, Gfn, MemFlags, Mfn, PageOrder};
 
 /// `XEN_DOMCTL_INTERFACE_VERSION` of Xen 4.17, which this build speaks.
 pub const DOMCTL_INTERFACE_VERSION: u32 = 0x15;
@@ -380,3 +380,46 @@ pub trait GuestMemory {
 pub trait Hypervisor: HostOps + DomainOps + MemoryOps + GuestMemory {}
 
 impl<T: HostOps + DomainOps + MemoryOps + GuestMemory> Hypervisor for T {}
+
+/// Page-table levels `MMUEXT_PIN_L*_TABLE` pins (x86: `MMUEXT_PIN_L1_TABLE` = 0 … L4 = 3).
+pub mod pin {
+    /// `MMUEXT_PIN_L4_TABLE`: the top level of a 64-bit PV guest.
+    pub const L4_TABLE: u32 = 3;
+}
+
+/// What only PV guests need: the machine frames Xen gives them, access to frames by
+/// machine number, the boot vCPU context, the hypercall page and pinned page tables.
+///
+/// A separate trait so backends and test wrappers of [`Hypervisor`] that never build PV
+/// guests need not implement it.
+pub trait PvOps {
+    /// `XENMEM_populate_physmap` for a PV guest: Xen writes the first machine frame of
+    /// each extent done back into the extent list; those are returned (fewer than
+    /// `gfns` when Xen ran out).
+    fn populate_physmap_mfns(
+        &self,
+        domid: DomId,
+        order: PageOrder,
+        flags: MemFlags,
+        gfns: &[Gfn],
+    ) -> Result<Vec<Mfn>>;
+    /// `XEN_DOMCTL_set_address_size` (64 for a 64-bit PV guest).
+    fn set_address_size(&self, domid: DomId, bits: u32) -> Result<()>;
+    /// Copies `data` to byte `offset` of the machine frames `mfns` mapped one after the
+    /// other (a foreign map by MFN, as PV guests are mapped; the shared info frame too).
+    fn write_machine(&self, domid: DomId, mfns: &[Mfn], offset: u64, data: &[u8]) -> Result<()>;
+    /// Copies bytes from the machine frames `mfns`, mapped one after the other.
+    fn read_machine(&self, domid: DomId, mfns: &[Mfn], offset: u64, buf: &mut [u8]) -> Result<()>;
+    /// `XEN_DOMCTL_setvcpucontext` with a `vcpu_guest_context` (x86_64 layout).
+    fn set_vcpu_context(&self, domid: DomId, vcpu: u32, context: &[u8]) -> Result<()>;
+    /// `XEN_DOMCTL_hypercall_init`: Xen fills the hypercall page at machine frame `mfn`.
+    fn hypercall_init(&self, domid: DomId, mfn: Mfn) -> Result<()>;
+    /// `__HYPERVISOR_mmuext_op` `MMUEXT_PIN_L*_TABLE` (`level` from [`pin`]) of the
+    /// page table at `mfn`, for `domid` (the foreign domain).
+    fn pin_table(&self, domid: DomId, level: u32, mfn: Mfn) -> Result<()>;
+}
+
+/// A hypervisor that can also build PV guests.
+pub trait PvHypervisor: Hypervisor + PvOps {}
+
+impl<T: Hypervisor + PvOps> PvHypervisor for T {}

@@ -47,9 +47,9 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::ops::{
     AffinityKind, CpuPolicy, CreditParams, DomainConfig, DomainInfo, DomainOps, E820Entry,
-    GuestMemory, HostOps, MemoryOps, NumaInfo, PhysInfo, SystemCpuPolicy, XenVersion,
+    GuestMemory, HostOps, MemoryOps, NumaInfo, PhysInfo, PvOps, SystemCpuPolicy, XenVersion,
 };
-use crate::types::{DomId, Gfn, MemFlags, PageOrder};
+use crate::types::{DomId, Gfn, MemFlags, Mfn, PageOrder};
 
 /// One trace record: fields in the order they are written.
 #[derive(Debug, Clone, PartialEq)]
@@ -435,6 +435,81 @@ fn populate_fields(domid: DomId, order: PageOrder, flags: MemFlags, gfns: &[Gfn]
         "first_gpfn" => first,
         "last_gpfn" => last,
         "gpfns_contiguous" => contiguous,
+    }
+}
+
+fn machine_fields(domid: DomId, mfns: &[Mfn], offset: u64, len: usize) -> Fields {
+    fields! {
+        "domid" => domid.0,
+        "nr_frames" => mfns.len(),
+        "first_mfn" => mfns.first().map_or(0, |m| m.0),
+        "offset" => offset,
+        "len" => len,
+    }
+}
+
+impl<H: PvOps> PvOps for Traced<H> {
+    fn populate_physmap_mfns(
+        &self,
+        domid: DomId,
+        order: PageOrder,
+        flags: MemFlags,
+        gfns: &[Gfn],
+    ) -> Result<Vec<Mfn>> {
+        let r = self.inner.populate_physmap_mfns(domid, order, flags, gfns);
+        let f = populate_fields(domid, order, flags, gfns);
+        finish(&self.sink, "populate_physmap_mfns", f, &r, |m| {
+            fields! { "done" => m.len(), "first_mfn" => m.first().map_or(0, |x| x.0) }
+        });
+        r
+    }
+
+    fn set_address_size(&self, domid: DomId, bits: u32) -> Result<()> {
+        let r = self.inner.set_address_size(domid, bits);
+        let f = fields! { "domid" => domid.0, "size" => bits };
+        finish(&self.sink, "set_address_size", f, &r, none);
+        r
+    }
+
+    fn write_machine(&self, domid: DomId, mfns: &[Mfn], offset: u64, data: &[u8]) -> Result<()> {
+        let r = self.inner.write_machine(domid, mfns, offset, data);
+        let mut f = machine_fields(domid, mfns, offset, data.len());
+        f.push(("fnv1a".to_owned(), json!(fnv1a_hex(data))));
+        finish(&self.sink, "write_machine", f, &r, none);
+        r
+    }
+
+    fn read_machine(&self, domid: DomId, mfns: &[Mfn], offset: u64, buf: &mut [u8]) -> Result<()> {
+        let r = self.inner.read_machine(domid, mfns, offset, buf);
+        let f = machine_fields(domid, mfns, offset, buf.len());
+        finish(&self.sink, "read_machine", f, &r, none);
+        r
+    }
+
+    fn set_vcpu_context(&self, domid: DomId, vcpu: u32, context: &[u8]) -> Result<()> {
+        let r = self.inner.set_vcpu_context(domid, vcpu, context);
+        let f = fields! {
+            "domid" => domid.0,
+            "vcpu" => vcpu,
+            "len" => context.len(),
+            "fnv1a" => fnv1a_hex(context),
+        };
+        finish(&self.sink, "set_vcpu_context", f, &r, none);
+        r
+    }
+
+    fn hypercall_init(&self, domid: DomId, mfn: Mfn) -> Result<()> {
+        let r = self.inner.hypercall_init(domid, mfn);
+        let f = fields! { "domid" => domid.0, "gmfn" => mfn.0 };
+        finish(&self.sink, "hypercall_init", f, &r, none);
+        r
+    }
+
+    fn pin_table(&self, domid: DomId, level: u32, mfn: Mfn) -> Result<()> {
+        let r = self.inner.pin_table(domid, level, mfn);
+        let f = fields! { "domid" => domid.0, "level" => level, "mfn" => mfn.0 };
+        finish(&self.sink, "pin_table", f, &r, none);
+        r
     }
 }
 

@@ -5,7 +5,7 @@ use xg_ctrl::sim::{FaultRule, Simulator};
 use xg_ctrl::trace::{Record, TraceSink, Traced};
 use xg_ctrl::{
     AffinityKind, CreditParams, DomId, DomainConfig, DomainOps, E820Entry, Gfn, GuestMemory,
-    HostOps, MemFlags, MemoryOps, PageOrder, SystemCpuPolicy,
+    HostOps, MemFlags, MemoryOps, PageOrder, PvOps, SystemCpuPolicy,
 };
 
 /// Lines as libxenguest's oracle writes them (from `sim_data/oracle`).
@@ -234,6 +234,30 @@ fn every_operation_is_traced() {
     hv.claim_pages(d, 0).unwrap();
     hv.unpause(d).unwrap();
     hv.destroy(d).unwrap();
+    // The PV operations, on a PV domain.
+    let pv = hv
+        .create_domain(
+            DomId(0),
+            &DomainConfig {
+                hvm: false,
+                hap: false,
+                ..DomainConfig::default()
+            },
+        )
+        .unwrap();
+    hv.set_max_mem(pv, 8 << 10).unwrap();
+    hv.set_address_size(pv, 64).unwrap();
+    let mfns = hv
+        .populate_physmap_mfns(pv, PageOrder::ORDER_4K, MemFlags::NONE, &[Gfn(0), Gfn(1)])
+        .unwrap();
+    assert_eq!(mfns.len(), 2);
+    hv.write_machine(pv, &mfns, 0xFFE, b"span").unwrap();
+    let mut back = [0u8; 4];
+    hv.read_machine(pv, &mfns, 0xFFE, &mut back).unwrap();
+    assert_eq!(&back, b"span");
+    hv.set_vcpu_context(pv, 0, &[0u8; 16]).unwrap();
+    hv.hypercall_init(pv, mfns[1]).unwrap();
+    hv.pin_table(pv, xg_ctrl::pin::L4_TABLE, mfns[0]).unwrap();
     let calls: Vec<String> = hv
         .sink()
         .records()

@@ -34,6 +34,7 @@ mod hvm;
 mod hypercall;
 pub mod ioctl;
 mod memory;
+mod pv;
 mod sysctl;
 
 #[cfg(test)]

@@ -66,6 +66,39 @@ pub struct Domain {
     pub grant_frame: Box<[u8; FRAME]>,
     /// Extents populated at gfns not aligned to their order.
     pub misaligned_extents: u64,
+    /// PV state (machine-frame index, shared info, vCPU contexts, pins).
+    pub pv: PvState,
+}
+
+/// What a PV build leaves in a domain besides its memory.
+#[derive(Debug, Clone)]
+pub struct PvState {
+    /// Extents by first machine frame: `(first gfn, order)`. Entries may be stale after a
+    /// decrease_reservation; lookups check them against the p2m.
+    pub m2p: BTreeMap<u64, (u64, u8)>,
+    /// The shared info page.
+    pub shared_info: Box<[u8; FRAME]>,
+    /// `XEN_DOMCTL_setvcpucontext` contexts by vCPU.
+    pub vcpu_contexts: BTreeMap<u32, Vec<u8>>,
+    /// Machine frame given to `XEN_DOMCTL_hypercall_init`.
+    pub hypercall_page: Option<u64>,
+    /// `(level, mfn)` of each pinned table.
+    pub pinned: Vec<(u32, u64)>,
+    /// `XEN_DOMCTL_set_address_size`.
+    pub address_size: Option<u32>,
+}
+
+impl Default for PvState {
+    fn default() -> Self {
+        PvState {
+            m2p: BTreeMap::new(),
+            shared_info: Box::new([0; FRAME]),
+            vcpu_contexts: BTreeMap::new(),
+            hypercall_page: None,
+            pinned: Vec::new(),
+            address_size: None,
+        }
+    }
 }
 
 impl Domain {
@@ -115,6 +148,7 @@ impl Domain {
             frames: BTreeMap::new(),
             grant_frame: Box::new([0; FRAME]),
             misaligned_extents: 0,
+            pv: PvState::default(),
         }
     }
 

@@ -43,6 +43,13 @@ pub const OP_NAMES: &[&str] = &[
     "clear_guest_pages",
     "write_grant_table",
     "read_grant_table",
+    "populate_physmap_mfns",
+    "set_address_size",
+    "write_machine",
+    "read_machine",
+    "set_vcpu_context",
+    "hypercall_init",
+    "pin_table",
 ];
 
 /// Checks that `op` names a simulated operation.

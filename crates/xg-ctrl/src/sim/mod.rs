@@ -28,6 +28,7 @@ mod domain;
 pub mod fault;
 mod host;
 pub mod p2m;
+mod pv;
 mod snapshot;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub use config::{ExtentBudget, FaultRule, HostConfig, NodeConfig, OracleModel, Placement};
+pub use domain::PvState;
 pub use snapshot::{DomainSnapshot, ExtentCount, GfnRange, HostSnapshot, NodeSnapshot, RangeKind};
 
 use crate::error::{Error, Result};
@@ -444,6 +446,18 @@ impl State {
     }
 
     fn populate(&mut self, domid: DomId, order: PageOrder, flags: MemFlags, gfns: &[Gfn]) -> usize {
+        self.populate_into(domid, order, flags, gfns, None)
+    }
+
+    /// [`State::populate`], pushing the first machine frame of each extent to `mfns`.
+    fn populate_into(
+        &mut self,
+        domid: DomId,
+        order: PageOrder,
+        flags: MemFlags,
+        gfns: &[Gfn],
+        mut mfns: Option<&mut Vec<u64>>,
+    ) -> usize {
         let order = order.get();
         if gfns.len() > MAX_NR_EXTENTS || flags.get_node().is_some_and(|n| n >= MAX_NUMNODES) {
             return 0;
@@ -471,6 +485,12 @@ impl State {
                     return i;
                 };
                 d.p2m.insert_ram(g, order, e.node, e.mfn);
+                if !d.config.hvm {
+                    d.pv.m2p.insert(e.mfn, (g, order));
+                }
+                if let Some(out) = mfns.as_deref_mut() {
+                    out.push(e.mfn);
+                }
             }
             if g % n != 0 {
                 d.misaligned_extents += 1;
@@ -728,7 +748,7 @@ impl DomainOps for Simulator {
                 tot_pages: d.tot_pages,
                 max_pages: d.max_pages,
                 outstanding_pages: d.outstanding_pages,
-                shared_info_frame: 0xfee00 + u64::from(domid.0),
+                shared_info_frame: pv::shared_info_frame(domid),
                 nr_online_vcpus: d.max_vcpus,
                 max_vcpu_id: d.max_vcpus.saturating_sub(1),
                 cpupool: 0,
