@@ -55,6 +55,23 @@ fn hvm_build_matches_simulator_and_runs_hvmloader() {
     let d = dom.domid();
     println!("created domain {d} like xenopsd: {spec:?}");
 
+    // Debian's tools see the domain's Xenstore directory as xenopsd would leave it.
+    let dom_path = format!("/local/domain/{}", d.0);
+    let xs_read = |key: &str| {
+        xg_realxen::cmd::run_ok("xenstore-read", &[&format!("{dom_path}/{key}")])
+            .map(|v| v.trim_end().to_owned())
+    };
+    assert_eq!(xs_read("name").unwrap(), "xg-hvm-build");
+    assert_eq!(xs_read("platform/vcpu/number").unwrap(), "2");
+    let listing = xg_realxen::cmd::run_ok("xenstore-ls", &["-p", &dom_path]).expect("xenstore-ls");
+    let owner = format!("(n{})", d.0);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("vm-data ") && l.trim_end().ends_with(&owner)),
+        "vm-data not owned by the guest:\n{listing}"
+    );
+
     let real_trace = tmp("real.jsonl");
     let real = hvm_build_privcmd(d.0, &spec, Some(&real_trace)).expect("run xenguest");
     println!("xenguest (privcmd) stdout: {}", real.stdout);
@@ -116,6 +133,24 @@ fn hvm_build_matches_simulator_and_runs_hvmloader() {
     );
     assert_eq!(real_e820, sim_e820, "e820");
     assert_eq!(real_fx.hvm_params, sim_fx.hvm_params);
+
+    // What xenguest says it wrote to Xenstore is there, read back by xenstore-read.
+    let writes = summary_section(&real.stderr, "xenstore");
+    assert!(!writes.is_empty(), "no xenstore writes in the summary");
+    for w in &writes {
+        let (key, value) = w.split_once(" = ").expect("key = value");
+        let path = if key.starts_with('/') {
+            key.to_owned()
+        } else {
+            format!("{dom_path}/{key}")
+        };
+        let got = xg_realxen::cmd::run_ok("xenstore-read", &[&path]).expect("xenstore-read");
+        assert_eq!(got.trim_end(), value, "{path}");
+    }
+    report(&format!(
+        "hvm_build Xenstore writes read back by xenstore-read: {}",
+        writes.join(", ")
+    ));
 
     // What Xen itself says about the built domain.
     let info = xc.domain_info(d).expect("getdomaininfo");
