@@ -5,6 +5,9 @@
 //!   in 32-bit protected mode, it writes [`TEST_KERNEL_BANNER`] to port 0xE9 (Xen's debug
 //!   console), then [`TEST_KERNEL_START_INFO_OK`] if `ebx` points at a start info with
 //!   the right magic, then halts with interrupts off.
+//! * [`test_pv_kernel`]: an ELF64 x86-64 PV kernel at [`TEST_PV_VIRT_BASE`] with the
+//!   PV notes and a hypercall page. It writes [`TEST_PV_BANNER`] with
+//!   `HYPERVISOR_console_io`, then asks for a poweroff (`SCHEDOP_shutdown`) and spins.
 //! * [`Elf64Writer`]: ELF64 x86-64 images with any segments and notes.
 
 use crate::firmware::{Elf32Writer, PF_R, PF_W, PF_X, PT_LOAD, PT_NOTE};
@@ -65,6 +68,68 @@ pub fn test_pvh_kernel() -> Vec<u8> {
         )
         .note("Xen", notes::GUEST_OS, b"xenguest-rs-test\0")
         .note("Xen", notes::PHYS32_ENTRY, &TEST_KERNEL_BASE.to_le_bytes())
+        .build()
+}
+
+/// `virt_base` (and entry) of the PV test kernel, Linux's.
+pub const TEST_PV_VIRT_BASE: u64 = 0xFFFF_FFFF_8000_0000;
+/// What the PV test kernel writes with `console_io`.
+pub const TEST_PV_BANNER: &[u8] = b"xenguest-rs PV test kernel\n";
+/// The PV test kernel's hypercall page (its second page).
+pub const TEST_PV_HYPERCALL_PAGE: u64 = TEST_PV_VIRT_BASE + 0x1000;
+
+fn rel32(target: u64, next: u64) -> [u8; 4] {
+    let d = i64::try_from(target).unwrap_or(0) - i64::try_from(next).unwrap_or(0);
+    i32::try_from(d).unwrap_or(0).to_le_bytes()
+}
+
+/// The PV test kernel's first page: code (offsets relative to `virt_base`), the
+/// shutdown reason and the banner.
+pub fn test_pv_kernel_code() -> Vec<u8> {
+    const REASON: u64 = 40;
+    const MSG: u64 = 44;
+    const CONSOLE_IO: u64 = 0x1000 + 18 * 32;
+    const SCHED_OP: u64 = 0x1000 + 29 * 32;
+    let len = u32::try_from(TEST_PV_BANNER.len()).unwrap_or(0);
+    let mut c = vec![0x31, 0xFF]; // 0: xor edi, edi (CONSOLEIO_write)
+    c.push(0xBE); // 2: mov esi, len
+    c.extend_from_slice(&len.to_le_bytes());
+    c.extend_from_slice(&[0x48, 0x8D, 0x15]); // 7: lea rdx, [rip + MSG]
+    c.extend_from_slice(&rel32(MSG, 14));
+    c.push(0xE8); // 14: call console_io
+    c.extend_from_slice(&rel32(CONSOLE_IO, 19));
+    c.extend_from_slice(&[0xBF, 2, 0, 0, 0]); // 19: mov edi, SCHEDOP_shutdown
+    c.extend_from_slice(&[0x48, 0x8D, 0x35]); // 24: lea rsi, [rip + REASON]
+    c.extend_from_slice(&rel32(REASON, 31));
+    c.push(0xE8); // 31: call sched_op
+    c.extend_from_slice(&rel32(SCHED_OP, 36));
+    c.extend_from_slice(&[0xEB, 0xFE, 0x90, 0x90]); // 36: jmp $
+    c.extend_from_slice(&0u32.to_le_bytes()); // 40: SHUTDOWN_poweroff
+    c.extend_from_slice(TEST_PV_BANNER); // 44
+    c
+}
+
+/// The tiny PV test kernel: one 8 KiB segment at physical 0 / virtual
+/// [`TEST_PV_VIRT_BASE`] (code page, then the hypercall page as bss), notes `GUEST_OS
+/// "xenguest-rs-test"`, `LOADER "generic"`, `XEN_VERSION "xen-3.0"`, `VIRT_BASE`,
+/// `PADDR_OFFSET` 0, `ENTRY`, `HYPERCALL_PAGE`, `FEATURES "!writable_page_tables"`.
+pub fn test_pv_kernel() -> Vec<u8> {
+    let mut code = test_pv_kernel_code();
+    code.resize(0x1000, 0);
+    Elf64Writer::new(TEST_PV_VIRT_BASE)
+        .load(TEST_PV_VIRT_BASE, 0, &code, 0x1000)
+        .note("Xen", notes::GUEST_OS, b"xenguest-rs-test\0")
+        .note("Xen", notes::LOADER, b"generic\0")
+        .note("Xen", notes::XEN_VERSION, b"xen-3.0\0")
+        .note("Xen", notes::VIRT_BASE, &TEST_PV_VIRT_BASE.to_le_bytes())
+        .note("Xen", notes::PADDR_OFFSET, &0u64.to_le_bytes())
+        .note("Xen", notes::ENTRY, &TEST_PV_VIRT_BASE.to_le_bytes())
+        .note(
+            "Xen",
+            notes::HYPERCALL_PAGE,
+            &TEST_PV_HYPERCALL_PAGE.to_le_bytes(),
+        )
+        .note("Xen", notes::FEATURES, b"!writable_page_tables\0")
         .build()
 }
 

@@ -1,5 +1,4 @@
-//! 64-bit PV guests (`-mode linux_build`): the pure part of libxenguest's x86_64 PV
-//! builder.
+//! 64-bit PV guests (`-mode linux_build`): libxenguest's x86_64 PV builder.
 //!
 //! * [`check::pv_kernel`]: `elf_xen_parse(hvm = false)` and the loader's checks.
 //! * [`layout::plan_pv`]: `xc_dom_build_image`'s allocations for x86_64 PV (kernel,
@@ -9,14 +8,13 @@
 //!   map (`setup_pgtables_pv`).
 //! * [`start_info::build_pv_start_info`]: the `start_info` page (`start_info_x86_64`).
 //! * [`vcpu::boot_context`]: the boot vCPU context (`vcpu_x86_64`).
-//!
-//! Not here yet (what `-mode linux_build` still needs): `meminit_pv` populating with the
-//! machine frames Xen returns (the `MemoryOps` traits return counts, not MFNs), writing
-//! frames of a PV guest by MFN, `XEN_DOMCTL_setvcpucontext`, `XEN_DOMCTL_hypercall_init`,
-//! pinning the L4 table (`MMUEXT_PIN_L4_TABLE`), shared-info initialisation and the
-//! grant-table seed with MFNs. The CLI answers `linux_build` with "not supported yet".
+//! * [`image::meminit_pv`] and [`image::build_pv_image`]: the hypercall part
+//!   (populate with machine frames, segments written by MFN, page tables, start info,
+//!   hypercall page, L4 pin, shared info, boot vCPU, grant seed with MFNs), on a
+//!   [`xg_ctrl::PvHypervisor`].
 
 pub mod check;
+pub mod image;
 pub mod layout;
 pub mod start_info;
 pub mod vcpu;
