@@ -24,6 +24,21 @@ where
     H: Hypervisor + ?Sized,
     S: Store + ?Sized,
 {
+    build_pre_as(hv, store, domid, mem_max_mib, true)
+}
+
+/// [`build_pre`] for an HVM+HAP domain (`hvm`) or a PV one.
+pub fn build_pre_as<H, S>(
+    hv: &H,
+    store: &S,
+    domid: DomId,
+    mem_max_mib: u64,
+    hvm: bool,
+) -> Result<String, BuildError>
+where
+    H: Hypervisor + ?Sized,
+    S: Store + ?Sized,
+{
     let err = |e| BuildError::xen(Step::CreateDomain, e);
     let serr = |e| BuildError::store(Step::CreateDomain, e);
     let path = store.get_domain_path(u32::from(domid.0)).map_err(serr)?;
@@ -35,8 +50,8 @@ where
         .unwrap_or(1);
     let max_vcpus = u32::try_from(vcpus).unwrap_or(1);
     let cfg = DomainConfig {
-        hvm: true,
-        hap: true,
+        hvm,
+        hap: hvm,
         max_vcpus,
         ..DomainConfig::default()
     };
@@ -73,7 +88,8 @@ where
         Ok(())
     })
     .map_err(serr)?;
-    log::info!("Created HVM domain {domid}: {max_vcpus} vCPUs, {mem_max_mib} MiB");
+    let kind = if hvm { "HVM" } else { "PV" };
+    log::info!("Created {kind} domain {domid}: {max_vcpus} vCPUs, {mem_max_mib} MiB");
     Ok(path)
 }
 
