@@ -82,6 +82,12 @@ impl Channel {
         self.write_line(&line);
     }
 
+    /// `result:<store_mfn> <console_mfn> <protocol>` (`linux_build`).
+    pub fn result_with_protocol(&mut self, store: u64, console: u64, protocol: &str) {
+        let line = format!("result:{store} {console} {protocol}\n");
+        self.write_line(&line);
+    }
+
     /// `error:<text>` (text ends in a newline). Without a control fd nothing is written
     /// here: the caller logs the error to stderr.
     pub fn error(&mut self, text: &str) {

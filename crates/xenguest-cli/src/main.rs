@@ -123,25 +123,34 @@ fn dispatch(args: &Args, chan: &mut Channel) -> Result<(), Vec<String>> {
         return Err(vec!["xenguest: missing command line options\n".to_owned()]);
     }
     match mode {
-        Mode::HvmBuild => match run::hvm_build(args)? {
-            run::Done::Built(store, console) => {
-                chan.result(store, console);
-                Ok(())
-            }
-            run::Done::Planned => Ok(()),
-        },
-        Mode::PvhBuild => match run::pvh_build(args)? {
-            run::Done::Built(store, console) => {
-                chan.result(store, console);
-                Ok(())
-            }
-            run::Done::Planned => Ok(()),
-        },
+        Mode::HvmBuild => {
+            report_done(chan, run::hvm_build(args)?);
+            Ok(())
+        }
+        Mode::PvhBuild => {
+            report_done(chan, run::pvh_build(args)?);
+            Ok(())
+        }
+        Mode::LinuxBuild => {
+            report_done(chan, run::linux_build(args)?);
+            Ok(())
+        }
         Mode::Test => Err(vec!["xenguest: test mode not supported\n".to_owned()]),
         other => Err(vec![format!(
             "xenguest: mode '{}' is not supported yet\n",
             other.name()
         )]),
+    }
+}
+
+/// Writes the result line of a build (nothing after `--plan`).
+fn report_done(chan: &mut Channel, done: run::Done) {
+    match done {
+        run::Done::Built(store, console) => chan.result(store, console),
+        run::Done::BuiltPv(store, console, protocol) => {
+            chan.result_with_protocol(store, console, protocol);
+        }
+        run::Done::Planned => {}
     }
 }
 

@@ -88,7 +88,7 @@ pub const MODES: &[ModeDef] = &[
     },
     ModeDef {
         name: "linux_build",
-        supported: false,
+        supported: true,
         description: "build a PV guest from a kernel and ramdisk",
     },
     ModeDef {

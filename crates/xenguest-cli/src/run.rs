@@ -25,6 +25,8 @@ pub enum Done {
     Built(u64, u64),
     /// `--plan`: the plan was printed.
     Planned,
+    /// A PV build: store and console machine frames and the guest protocol.
+    BuiltPv(u64, u64, &'static str),
 }
 
 type Lines = Vec<String>;
@@ -486,4 +488,139 @@ fn pvh_run<H: Hypervisor + ?Sized>(
         out.image.plan.modules.len()
     );
     Ok(Done::Built(out.store_pfn, out.console_pfn))
+}
+
+/// Runs `-mode linux_build` (64-bit PV).
+pub fn linux_build(a: &Args) -> Result<Done, Lines> {
+    let n = numbers(a)?;
+    match a.backend {
+        Backend::Sim => {
+            let sim = match &a.host {
+                Some(p) => Simulator::from_file(p),
+                None => Ok(Simulator::default()),
+            }
+            .map_err(|e| {
+                log::error!("{}", chain(&e));
+                line("xenguest: Failed to open xc interface")
+            })?;
+            pv_with_trace(sim, a, &n)
+        }
+        Backend::Privcmd => {
+            let xc = xg_ctrl::XenCtrl::open().map_err(|e| {
+                log::error!("{}", chain(&e));
+                line("xenguest: Failed to open xc interface")
+            })?;
+            pv_with_trace(xc, a, &n)
+        }
+    }
+}
+
+fn pv_with_trace<H: xg_ctrl::PvHypervisor>(hv: H, a: &Args, n: &Numbers) -> Result<Done, Lines> {
+    let store_kind = a.store.unwrap_or(match a.backend {
+        Backend::Sim => StoreKind::Memory,
+        Backend::Privcmd => StoreKind::Socket,
+    });
+    let store: Box<dyn Store> = match store_kind {
+        StoreKind::Memory => Box::new(MemStore::new()),
+        StoreKind::Socket => Box::new(xg_store::Client::open().map_err(|e| {
+            log::error!("{}", chain(&e));
+            line("xenguest: Failed to open xenstore interface")
+        })?),
+    };
+    match &a.trace {
+        Some(path) => {
+            let sink = TraceSink::create(path).map_err(|e| {
+                line(format!(
+                    "xenguest: cannot create trace file {}: {}",
+                    path.display(),
+                    chain(&e)
+                ))
+            })?;
+            let traced = Traced::new(hv, sink.clone());
+            let tstore = TracedStore::new(store.as_ref(), sink.clone());
+            let r = pv_run(&traced, &tstore, a, n, store_kind);
+            if let Err(e) = sink.flush() {
+                log::warn!("Flushing the trace failed: {e}");
+            }
+            r
+        }
+        None => pv_run(&hv, store.as_ref(), a, n, store_kind),
+    }
+}
+
+/// Reads `-image` for PV; with the simulator a missing file means the built-in PV test
+/// kernel (`xg_guest::kernel::test_kernel::test_pv_kernel`).
+fn pv_kernel(a: &Args) -> Result<Vec<u8>, Lines> {
+    let path = a.image.as_deref().unwrap_or_default();
+    match std::fs::read(path) {
+        Ok(data) => Ok(data),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.backend == Backend::Sim => {
+            log::warn!("{path} not found: using the built-in PV test kernel");
+            Ok(xg_guest::kernel::test_kernel::test_pv_kernel())
+        }
+        Err(e) => Err(file_error("xc_dom_kernel_file", path, &e)),
+    }
+}
+
+fn pv_run<H: xg_ctrl::PvHypervisor + ?Sized>(
+    hv: &H,
+    store: &dyn Store,
+    a: &Args,
+    n: &Numbers,
+    store_kind: StoreKind,
+) -> Result<Done, Lines> {
+    let started = Instant::now();
+    let path = store.get_domain_path(u32::from(n.domid.0)).map_err(|e| {
+        log::error!("{}", chain(&e));
+        line("Failed to obtain XenStore domain path")
+    })?;
+    let mut seed = Vec::new();
+    for f in &a.platform_files {
+        seed.extend(read_lines_file(f)?);
+    }
+    seed.extend(a.platform.iter().cloned());
+    if store_kind == StoreKind::Memory {
+        for (k, v) in [("vcpu/number", "1"), ("vcpu/current", "1")] {
+            let given = seed.iter().any(|(s, _)| {
+                toolstack::platform_key(&path, s) == toolstack::platform_key(&path, k)
+            });
+            if !given {
+                seed.insert(0, (k.to_owned(), v.to_owned()));
+            }
+        }
+    }
+    for (k, v) in &seed {
+        store
+            .write(TxId::NONE, &toolstack::platform_key(&path, k), v.as_bytes())
+            .map_err(|e| line(format!("xenguest: cannot seed {k}: {}", chain(&e))))?;
+    }
+    if a.backend == Backend::Sim {
+        toolstack::build_pre_as(hv, store, n.domid, n.mem_max_mib, false)
+            .map_err(|e| build_error_lines(&e))?;
+    }
+
+    let mut req =
+        xg_build::PvBuildRequest::new(n.domid, n.mem_max_mib, n.mem_start_mib, pv_kernel(a)?);
+    req.cmdline.clone_from(&a.cmdline);
+    req.features = a.features.clone().unwrap_or_default();
+    req.flags = u32::from_ne_bytes(a.flags.to_ne_bytes());
+    // xenguest: an empty -ramdisk means none.
+    if let Some(r) = a.ramdisk.as_deref().filter(|r| !r.is_empty()) {
+        let data = std::fs::read(r).map_err(|e| file_error("xc_dom_module_file", r, &e))?;
+        req.ramdisk = Some(data);
+    }
+    req.store_evtchn = n.store_port;
+    req.console_evtchn = n.console_port;
+    req.store_domid = n.store_domid;
+    req.console_domid = n.console_domid;
+    let out = xg_build::build_pv(hv, store, &req).map_err(|e| build_error_lines(&e))?;
+    log::info!(
+        "PV guest d{} built in {:?}: kernel {:?} entry {:#x}, {} pages",
+        n.domid,
+        started.elapsed(),
+        out.format,
+        out.kernel.entry,
+        out.memory.p2m.len()
+    );
+    Ok(Done::BuiltPv(out.store_mfn, out.console_mfn, out.protocol))
 }
