@@ -11,6 +11,7 @@ mod domctl;
 mod foreign;
 mod host;
 mod memory;
+mod pv;
 
 use std::cell::RefCell;
 use std::rc::Rc;
