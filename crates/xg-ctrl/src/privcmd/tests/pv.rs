@@ -12,8 +12,9 @@ fn populate_returns_the_frames_xen_wrote_back() {
     let xc = ctrl();
     let _g = mock::on_hypercall(|call| {
         assert_eq!(call.op, nr::MULTICALL);
-        // SAFETY: the bounced multicall entry and reservation.
+        // SAFETY: arg[0] is the bounced multicall entry.
         let entry: MulticallEntry = unsafe { peek(call.arg[0]) };
+        // SAFETY: args[1] is the bounced reservation (32 bytes).
         let res = unsafe { peek_bytes(entry.args[1], 32) };
         let extents = u64_at(&res, 0);
         assert_eq!(u64_at(&res, 8), 3);
