@@ -9,7 +9,7 @@ use common::summarize;
 use serde_json::Value;
 use xg_build::pv::{build_pv, PvBuildOutcome, PvBuildRequest};
 use xg_build::{toolstack, BuildError};
-use xg_ctrl::sim::{HostConfig, Simulator};
+use xg_ctrl::sim::{FaultRule, HostConfig, Simulator};
 use xg_ctrl::trace::{TraceSink, Traced};
 use xg_ctrl::{DomId, Gfn, Mfn, PvOps};
 use xg_guest::kernel::test_kernel::{test_pv_kernel, test_pvh_kernel};
@@ -34,12 +34,17 @@ fn request(mem_mib: u64) -> PvBuildRequest {
 }
 
 fn run(req: &PvBuildRequest) -> Run {
+    run_faulty(req, None)
+}
+
+fn run_faulty(req: &PvBuildRequest, fault: Option<FaultRule>) -> Run {
     let store = MemStore::new();
     let sink = TraceSink::new();
-    let sim = Traced::new(
-        Simulator::new(&HostConfig::uniform(1, 16384, 4)).unwrap(),
-        sink.clone(),
-    );
+    let inner = Simulator::new(&HostConfig::uniform(1, 16384, 4)).unwrap();
+    if let Some(f) = fault {
+        inner.inject_fault(f).unwrap();
+    }
+    let sim = Traced::new(inner, sink.clone());
     let path = store.get_domain_path(u32::from(DOMID)).unwrap();
     for (k, v) in [("vcpu/number", "2"), ("vcpu/current", "2")] {
         store
@@ -164,4 +169,31 @@ fn failures_name_their_step() {
     req.ramdisk = Some(vec![0; 2 << 20]);
     let e = run(&req).result.unwrap_err();
     assert_eq!(e.step.c_name(), "xc_dom_build_image");
+}
+
+/// Every PV operation failing once: the build fails at the libxenguest step that made
+/// the call, never panics, and reports Xen's errno.
+#[test]
+fn each_pv_call_failing_names_its_step() {
+    let cases = [
+        ("set_address_size", 1, "xc_dom_boot_mem_init"),
+        ("populate_physmap_mfns", 1, "xc_dom_boot_mem_init"),
+        ("write_machine", 1, "xc_dom_build_image"),
+        ("write_machine", 6, "xc_dom_boot_image"),
+        ("hypercall_init", 1, "xc_dom_boot_image"),
+        ("pin_table", 1, "xc_dom_boot_image"),
+        ("set_vcpu_context", 1, "xc_dom_boot_image"),
+        ("write_grant_table", 1, "xc_dom_gnttab_init"),
+    ];
+    for (op, nth, step) in cases {
+        let fault = FaultRule {
+            op: op.into(),
+            nth,
+            times: 1,
+            errno: libc::ENOMEM,
+        };
+        let e = run_faulty(&request(64), Some(fault)).result.unwrap_err();
+        assert_eq!(e.step.c_name(), step, "{op} #{nth}: {e:?}");
+        assert_eq!(e.errno(), libc::ENOMEM, "{op}: {e:?}");
+    }
 }
