@@ -21,8 +21,6 @@
 //! The last line each run prints (`fuzz <name>: ...`) is what `cargo xtask fuzz` reports.
 #![allow(dead_code, clippy::print_stderr)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -34,62 +32,10 @@ pub const SMOKE_SECONDS: f64 = 3.0;
 pub const HANG_LIMIT: Duration = Duration::from_secs(2);
 
 // ---------------------------------------------------------------------------------------
-// Allocation accounting.
+// Allocation accounting: the allocator lives in xg-ctrl, the one crate besides xg-sys
+// allowed to hold `unsafe`, so the runners that include this file stay free of it.
 
-thread_local! {
-    static TRACKING: Cell<bool> = const { Cell::new(false) };
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The system allocator, remembering the largest single allocation the current thread
-/// made while tracking is on.
-#[derive(Debug)]
-pub struct CountingAlloc;
-
-fn note(size: usize) {
-    let _ = TRACKING.try_with(|t| {
-        if t.get() {
-            let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-        }
-    });
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the bookkeeping
-// touches only const-initialised thread-local cells, which never allocate.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded; `ptr` came from this allocator with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        // SAFETY: forwarded; `ptr` came from this allocator with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-/// Runs `f`, returning its result and the largest single allocation it made on this
-/// thread (0 unless [`CountingAlloc`] is the global allocator).
-pub fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    LARGEST.with(|l| l.set(0));
-    TRACKING.with(|t| t.set(true));
-    let out = f();
-    TRACKING.with(|t| t.set(false));
-    (out, LARGEST.with(Cell::get))
-}
+pub use xg_ctrl::alloc_probe::{largest_allocation, CountingAlloc};
 
 // ---------------------------------------------------------------------------------------
 // Inputs.

@@ -46,6 +46,7 @@
 //! [`trace`] module records every call as a JSON line (`xenguest --trace`).
 #![deny(missing_docs)]
 
+pub mod alloc_probe;
 pub mod error;
 pub mod ops;
 pub mod privcmd;
