@@ -113,6 +113,19 @@ pub fn hvm_build(a: &Args) -> Result<Done, Lines> {
         let _ = writeln!(out, "{json}");
         return Ok(Done::Planned);
     }
+    open_backend(a, &n, Mode::Hvm)
+}
+
+/// The build mode a `-mode` runs.
+#[derive(Clone, Copy)]
+enum Mode {
+    Hvm,
+    Pvh,
+    Pv,
+}
+
+/// Opens the hypervisor backend `a.backend` names and runs `mode` on it.
+fn open_backend(a: &Args, n: &Numbers, mode: Mode) -> Result<Done, Lines> {
     match a.backend {
         Backend::Sim => {
             let sim = match &a.host {
@@ -123,19 +136,24 @@ pub fn hvm_build(a: &Args) -> Result<Done, Lines> {
                 log::error!("{}", chain(&e));
                 line("xenguest: Failed to open xc interface")
             })?;
-            with_trace(sim, a, &n)
+            with_trace(sim, a, n, mode)
         }
         Backend::Privcmd => {
             let xc = xg_ctrl::XenCtrl::open().map_err(|e| {
                 log::error!("{}", chain(&e));
                 line("xenguest: Failed to open xc interface")
             })?;
-            with_trace(xc, a, &n)
+            with_trace(xc, a, n, mode)
         }
     }
 }
 
-fn with_trace<H: Hypervisor>(hv: H, a: &Args, n: &Numbers) -> Result<Done, Lines> {
+fn with_trace<H: xg_ctrl::PvHypervisor>(
+    hv: H,
+    a: &Args,
+    n: &Numbers,
+    mode: Mode,
+) -> Result<Done, Lines> {
     let store_kind = a.store.unwrap_or(match a.backend {
         Backend::Sim => StoreKind::Memory,
         Backend::Privcmd => StoreKind::Socket,
@@ -158,13 +176,29 @@ fn with_trace<H: Hypervisor>(hv: H, a: &Args, n: &Numbers) -> Result<Done, Lines
             })?;
             let traced = Traced::new(hv, sink.clone());
             let tstore = TracedStore::new(store.as_ref(), sink.clone());
-            let r = build(&traced, &tstore, a, n, store_kind);
+            let r = run_mode(mode, &traced, &tstore, a, n, store_kind);
             if let Err(e) = sink.flush() {
                 log::warn!("Flushing the trace failed: {e}");
             }
             r
         }
-        None => build(&hv, store.as_ref(), a, n, store_kind),
+        None => run_mode(mode, &hv, store.as_ref(), a, n, store_kind),
+    }
+}
+
+/// Runs one build mode on an opened hypervisor and store.
+fn run_mode<H: xg_ctrl::PvHypervisor + ?Sized>(
+    mode: Mode,
+    hv: &H,
+    store: &dyn Store,
+    a: &Args,
+    n: &Numbers,
+    store_kind: StoreKind,
+) -> Result<Done, Lines> {
+    match mode {
+        Mode::Hvm => build(hv, store, a, n, store_kind),
+        Mode::Pvh => pvh_run(hv, store, a, n, store_kind),
+        Mode::Pv => pv_run(hv, store, a, n, store_kind),
     }
 }
 
@@ -338,59 +372,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 /// Runs `-mode pvh_build`.
 pub fn pvh_build(a: &Args) -> Result<Done, Lines> {
     let n = numbers(a)?;
-    match a.backend {
-        Backend::Sim => {
-            let sim = match &a.host {
-                Some(p) => Simulator::from_file(p),
-                None => Ok(Simulator::default()),
-            }
-            .map_err(|e| {
-                log::error!("{}", chain(&e));
-                line("xenguest: Failed to open xc interface")
-            })?;
-            pvh_with_trace(sim, a, &n)
-        }
-        Backend::Privcmd => {
-            let xc = xg_ctrl::XenCtrl::open().map_err(|e| {
-                log::error!("{}", chain(&e));
-                line("xenguest: Failed to open xc interface")
-            })?;
-            pvh_with_trace(xc, a, &n)
-        }
-    }
-}
-
-fn pvh_with_trace<H: Hypervisor>(hv: H, a: &Args, n: &Numbers) -> Result<Done, Lines> {
-    let store_kind = a.store.unwrap_or(match a.backend {
-        Backend::Sim => StoreKind::Memory,
-        Backend::Privcmd => StoreKind::Socket,
-    });
-    let store: Box<dyn Store> = match store_kind {
-        StoreKind::Memory => Box::new(MemStore::new()),
-        StoreKind::Socket => Box::new(xg_store::Client::open().map_err(|e| {
-            log::error!("{}", chain(&e));
-            line("xenguest: Failed to open xenstore interface")
-        })?),
-    };
-    match &a.trace {
-        Some(path) => {
-            let sink = TraceSink::create(path).map_err(|e| {
-                line(format!(
-                    "xenguest: cannot create trace file {}: {}",
-                    path.display(),
-                    chain(&e)
-                ))
-            })?;
-            let traced = Traced::new(hv, sink.clone());
-            let tstore = TracedStore::new(store.as_ref(), sink.clone());
-            let r = pvh_run(&traced, &tstore, a, n, store_kind);
-            if let Err(e) = sink.flush() {
-                log::warn!("Flushing the trace failed: {e}");
-            }
-            r
-        }
-        None => pvh_run(&hv, store.as_ref(), a, n, store_kind),
-    }
+    open_backend(a, &n, Mode::Pvh)
 }
 
 /// Reads `-image` for PVH; with the simulator a missing file means the built-in test
@@ -493,59 +475,7 @@ fn pvh_run<H: Hypervisor + ?Sized>(
 /// Runs `-mode linux_build` (64-bit PV).
 pub fn linux_build(a: &Args) -> Result<Done, Lines> {
     let n = numbers(a)?;
-    match a.backend {
-        Backend::Sim => {
-            let sim = match &a.host {
-                Some(p) => Simulator::from_file(p),
-                None => Ok(Simulator::default()),
-            }
-            .map_err(|e| {
-                log::error!("{}", chain(&e));
-                line("xenguest: Failed to open xc interface")
-            })?;
-            pv_with_trace(sim, a, &n)
-        }
-        Backend::Privcmd => {
-            let xc = xg_ctrl::XenCtrl::open().map_err(|e| {
-                log::error!("{}", chain(&e));
-                line("xenguest: Failed to open xc interface")
-            })?;
-            pv_with_trace(xc, a, &n)
-        }
-    }
-}
-
-fn pv_with_trace<H: xg_ctrl::PvHypervisor>(hv: H, a: &Args, n: &Numbers) -> Result<Done, Lines> {
-    let store_kind = a.store.unwrap_or(match a.backend {
-        Backend::Sim => StoreKind::Memory,
-        Backend::Privcmd => StoreKind::Socket,
-    });
-    let store: Box<dyn Store> = match store_kind {
-        StoreKind::Memory => Box::new(MemStore::new()),
-        StoreKind::Socket => Box::new(xg_store::Client::open().map_err(|e| {
-            log::error!("{}", chain(&e));
-            line("xenguest: Failed to open xenstore interface")
-        })?),
-    };
-    match &a.trace {
-        Some(path) => {
-            let sink = TraceSink::create(path).map_err(|e| {
-                line(format!(
-                    "xenguest: cannot create trace file {}: {}",
-                    path.display(),
-                    chain(&e)
-                ))
-            })?;
-            let traced = Traced::new(hv, sink.clone());
-            let tstore = TracedStore::new(store.as_ref(), sink.clone());
-            let r = pv_run(&traced, &tstore, a, n, store_kind);
-            if let Err(e) = sink.flush() {
-                log::warn!("Flushing the trace failed: {e}");
-            }
-            r
-        }
-        None => pv_run(&hv, store.as_ref(), a, n, store_kind),
-    }
+    open_backend(a, &n, Mode::Pv)
 }
 
 /// Reads `-image` for PV; with the simulator a missing file means the built-in PV test
