@@ -211,29 +211,35 @@ fn setup_error(e: xg_guest::error::SetupError) -> BuildError {
         S::TooManyVcpus { .. } | S::HvmContext { .. } => Step::BootImage,
         _ => Step::BuildImage,
     };
+    guest_error(step, e)
+}
+
+/// A guest-side failure, filed under the libxenguest step it happened in.
+pub(crate) fn guest_error(
+    step: Step,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> BuildError {
     BuildError {
         step,
         kind: ErrorKind::Guest(Box::new(e)),
     }
 }
 
-/// `hvm_build_set_params` (§4.7, xenguest's part).
-pub fn set_params<H: Hypervisor + ?Sized>(
+/// The platform HVM params HVM and PVH guests both get.
+pub(crate) struct PlatformParams {
+    pub(crate) viridian: Option<u64>,
+    pub(crate) hpet: u64,
+    pub(crate) x87_fip_width: Option<u64>,
+}
+
+/// Sets viridian, HPET, the triple-fault reason and the x87 FIP width, in
+/// `hvm_build_set_params` order; only the x87 FIP width failing is fatal.
+pub(crate) fn set_platform_params<H: Hypervisor + ?Sized>(
     hv: &H,
     domid: DomId,
     flags: &Flags,
-) -> Result<ParamsOutcome, BuildError> {
+) -> Result<PlatformParams, BuildError> {
     let params_err = |e: xg_ctrl::Error| BuildError::xen(Step::SetParams, e);
-    let apic = u8::from_ne_bytes([flags.apic.to_ne_bytes()[0]]);
-    let nr_vcpus = u32::try_from(flags.vcpus.max(0)).unwrap_or(0);
-    let current = u32::try_from(flags.vcpus_current.clamp(0, flags::HVM_MAX_VCPUS)).unwrap_or(0);
-    let hvm_info =
-        xg_guest::hvm_info::patch_hvm_info(hv, domid, apic, nr_vcpus, current).map_err(|e| {
-            BuildError {
-                step: Step::SetParams,
-                kind: ErrorKind::Guest(Box::new(e)),
-            }
-        })?;
     let viridian = flags.viridian_mask();
     if let Some(mask) = viridian {
         if let Err(e) = hv.set_hvm_param(domid, param::VIRIDIAN, mask) {
@@ -260,10 +266,60 @@ pub fn set_params<H: Hypervisor + ?Sized>(
             Err(e) => log::warn!("Reading HVM_PARAM_X87_FIP_WIDTH failed: {e}"),
         }
     }
-    // xc_domain_set_time_offset takes an int32_t: the int64 is truncated.
+    Ok(PlatformParams {
+        viridian,
+        hpet,
+        x87_fip_width: x87,
+    })
+}
+
+/// `platform/timeoffset` as `xc_domain_set_time_offset` takes it: an int32_t, so the
+/// int64 is truncated.
+pub(crate) fn truncated_time_offset(flags: &Flags) -> i32 {
     let low = u32::try_from(u64::from_ne_bytes(flags.timeoffset.to_ne_bytes()) & 0xFFFF_FFFF)
         .unwrap_or(0);
-    let time_offset = i32::from_ne_bytes(low.to_ne_bytes());
+    i32::from_ne_bytes(low.to_ne_bytes())
+}
+
+/// `construct_cpuid_policy` with the flags' CPUID inputs.
+pub(crate) fn construct_cpuid<H: Hypervisor + ?Sized>(
+    hv: &H,
+    domid: DomId,
+    flags: &Flags,
+    hvm_default: bool,
+    cores_per_socket: u32,
+) -> Result<CpuPolicy, BuildError> {
+    let inputs = xg_guest::cpuid::CpuidInputs {
+        featureset: flags.featureset.clone(),
+        hvm_default,
+        nx: flags.nx != 0,
+        pae: flags.pae != 0,
+        nomigrate: flags.nomigrate != 0,
+        nested_virt: flags.nested_virt != 0,
+        cores_per_socket,
+    };
+    xg_guest::cpuid::construct_cpuid_policy(hv, domid, &inputs)
+        .map_err(|e| guest_error(Step::CpuidPolicy, e))
+}
+
+/// `hvm_build_set_params` (§4.7, xenguest's part).
+pub fn set_params<H: Hypervisor + ?Sized>(
+    hv: &H,
+    domid: DomId,
+    flags: &Flags,
+) -> Result<ParamsOutcome, BuildError> {
+    let params_err = |e: xg_ctrl::Error| BuildError::xen(Step::SetParams, e);
+    let apic = u8::from_ne_bytes([flags.apic.to_ne_bytes()[0]]);
+    let nr_vcpus = u32::try_from(flags.vcpus.max(0)).unwrap_or(0);
+    let current = u32::try_from(flags.vcpus_current.clamp(0, flags::HVM_MAX_VCPUS)).unwrap_or(0);
+    let hvm_info = xg_guest::hvm_info::patch_hvm_info(hv, domid, apic, nr_vcpus, current)
+        .map_err(|e| guest_error(Step::SetParams, e))?;
+    let PlatformParams {
+        viridian,
+        hpet,
+        x87_fip_width: x87,
+    } = set_platform_params(hv, domid, flags)?;
+    let time_offset = truncated_time_offset(flags);
     if i64::from(time_offset) != flags.timeoffset {
         log::warn!(
             "WARNING: platform key platform/timeoffset={}: too large for the hypercall, truncated to {time_offset}",
@@ -286,19 +342,7 @@ pub fn cpuid_policy<H: Hypervisor + ?Sized>(
     domid: DomId,
     flags: &Flags,
 ) -> Result<CpuPolicy, BuildError> {
-    let inputs = xg_guest::cpuid::CpuidInputs {
-        featureset: flags.featureset.clone(),
-        hvm_default: true,
-        nx: flags.nx != 0,
-        pae: flags.pae != 0,
-        nomigrate: flags.nomigrate != 0,
-        nested_virt: flags.nested_virt != 0,
-        cores_per_socket: flags.cores_per_socket,
-    };
-    xg_guest::cpuid::construct_cpuid_policy(hv, domid, &inputs).map_err(|e| BuildError {
-        step: Step::CpuidPolicy,
-        kind: ErrorKind::Guest(Box::new(e)),
-    })
+    construct_cpuid(hv, domid, flags, true, flags.cores_per_socket)
 }
 
 /// Writes `writes` (relative to `domain_path`) in one transaction, retried on EAGAIN.

@@ -26,9 +26,9 @@ use xg_guest::pv::image::{build_pv_image, meminit_pv, PvImageError, PvImageInput
 use xg_guest::pv::image::{PvImageOutcome, PvMemory};
 use xg_store::Store;
 
-use crate::error::{BuildError, ErrorKind, Step};
+use crate::error::{BuildError, Step};
 use crate::flags::{self, Flags};
-use crate::hvm::domain_info;
+use crate::hvm::{construct_cpuid, domain_info, guest_error};
 use crate::pvh::{read_limit, KERNEL_LIMIT_KEY, MODULE_LIMIT_KEY, XC_INVALID_KERNEL};
 use crate::vcpus::{self, VcpuConfig};
 
@@ -135,13 +135,6 @@ fn kernel_error(step: Step, e: &KernelError) -> BuildError {
     )
 }
 
-fn guest_error(step: Step, e: impl std::error::Error + Send + Sync + 'static) -> BuildError {
-    BuildError {
-        step,
-        kind: ErrorKind::Guest(Box::new(e)),
-    }
-}
-
 /// The libxenguest step a failure of the image belongs to.
 fn image_error(e: PvImageError) -> BuildError {
     let step = match &e {
@@ -188,17 +181,7 @@ pub fn cpuid_policy<H: PvHypervisor + ?Sized>(
     domid: DomId,
     flags: &Flags,
 ) -> Result<CpuPolicy, BuildError> {
-    let inputs = xg_guest::cpuid::CpuidInputs {
-        featureset: flags.featureset.clone(),
-        hvm_default: false,
-        nx: flags.nx != 0,
-        pae: flags.pae != 0,
-        nomigrate: flags.nomigrate != 0,
-        nested_virt: flags.nested_virt != 0,
-        cores_per_socket: 0,
-    };
-    xg_guest::cpuid::construct_cpuid_policy(hv, domid, &inputs)
-        .map_err(|e| guest_error(Step::CpuidPolicy, e))
+    construct_cpuid(hv, domid, flags, false, 0)
 }
 
 /// Runs the whole PV build of `req` on `hv`, reading `store`.

@@ -30,9 +30,12 @@ use xg_guest::layout::{pvh_layout, PvhLayout};
 use xg_guest::meminit::{self, MeminitConfig, MeminitReport, Strategy};
 use xg_store::{Store, TxId};
 
-use crate::error::{BuildError, ErrorKind, Step};
+use crate::error::{BuildError, Step};
 use crate::flags::{self, Flags};
-use crate::hvm::{domain_info, param};
+use crate::hvm::{
+    construct_cpuid, domain_info, guest_error, set_platform_params, truncated_time_offset,
+    PlatformParams,
+};
 use crate::mem;
 use crate::safety;
 use crate::vcpus::{self, VcpuConfig};
@@ -175,13 +178,6 @@ fn kernel_error(step: Step, e: &KernelError) -> BuildError {
     )
 }
 
-fn guest_error(step: Step, e: impl std::error::Error + Send + Sync + 'static) -> BuildError {
-    BuildError {
-        step,
-        kind: ErrorKind::Guest(Box::new(e)),
-    }
-}
-
 /// Reads a size limit: `strtoull(value, 0)` of the key; absent, 0 or invalid means
 /// `XC_DOM_DECOMPRESS_MAX`.
 pub fn read_limit<S: Store + ?Sized>(store: &S, key: &str) -> Result<u64, BuildError> {
@@ -249,36 +245,12 @@ pub fn set_params<H: Hypervisor + ?Sized>(
     flags: &Flags,
 ) -> Result<PvhParams, BuildError> {
     let params_err = |e: xg_ctrl::Error| BuildError::xen(Step::SetParams, e);
-    let viridian = flags.viridian_mask();
-    if let Some(mask) = viridian {
-        if let Err(e) = hv.set_hvm_param(domid, param::VIRIDIAN, mask) {
-            log::warn!("Setting HVM_PARAM_VIRIDIAN to {mask:#x} failed: {e}");
-        }
-    }
-    let hpet = u64::from_ne_bytes(i64::from(flags.hpet).to_ne_bytes());
-    if let Err(e) = hv.set_hvm_param(domid, param::HPET_ENABLED, hpet) {
-        log::warn!("Setting HVM_PARAM_HPET_ENABLED failed: {e}");
-    }
-    if let Err(e) = hv.set_hvm_param(domid, param::TRIPLE_FAULT_REASON, param::SHUTDOWN_CRASH) {
-        log::warn!("Setting HVM_PARAM_TRIPLE_FAULT_REASON failed: {e}");
-    }
-    let mut x87 = None;
-    if flags.x87_fip_width != 0 {
-        match hv.hvm_param(domid, param::X87_FIP_WIDTH) {
-            Ok(0) => {
-                let w = u64::from(flags.x87_fip_width);
-                hv.set_hvm_param(domid, param::X87_FIP_WIDTH, w)
-                    .map_err(params_err)?;
-                x87 = Some(w);
-            }
-            Ok(cur) => log::info!("HVM_PARAM_X87_FIP_WIDTH already {cur}, left alone"),
-            Err(e) => log::warn!("Reading HVM_PARAM_X87_FIP_WIDTH failed: {e}"),
-        }
-    }
-    // xc_domain_set_time_offset takes an int32_t: the int64 is truncated.
-    let low = u32::try_from(u64::from_ne_bytes(flags.timeoffset.to_ne_bytes()) & 0xFFFF_FFFF)
-        .unwrap_or(0);
-    let time_offset = i32::from_ne_bytes(low.to_ne_bytes());
+    let PlatformParams {
+        viridian,
+        hpet,
+        x87_fip_width: x87,
+    } = set_platform_params(hv, domid, flags)?;
+    let time_offset = truncated_time_offset(flags);
     hv.set_time_offset(domid, time_offset).map_err(params_err)?;
     Ok(PvhParams {
         viridian,
@@ -301,17 +273,7 @@ pub fn cpuid_policy<H: Hypervisor + ?Sized>(
             "No featureset provided - using the HVM default (xenguest would use the PV one, which PVH Linux cannot boot with)"
         );
     }
-    let inputs = xg_guest::cpuid::CpuidInputs {
-        featureset: flags.featureset.clone(),
-        hvm_default: true,
-        nx: flags.nx != 0,
-        pae: flags.pae != 0,
-        nomigrate: flags.nomigrate != 0,
-        nested_virt: flags.nested_virt != 0,
-        cores_per_socket: flags.cores_per_socket,
-    };
-    xg_guest::cpuid::construct_cpuid_policy(hv, domid, &inputs)
-        .map_err(|e| guest_error(Step::CpuidPolicy, e))
+    construct_cpuid(hv, domid, flags, true, flags.cores_per_socket)
 }
 
 /// The ACPI inputs from the flags (`hvm_info` fields of §4.7 step 1).
