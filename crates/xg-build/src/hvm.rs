@@ -157,20 +157,21 @@ impl HvmBuildOutcome {
     }
 }
 
-struct Timer {
+/// The time each build step took, lap by lap.
+pub(crate) struct Timer {
     last: Instant,
-    timings: Vec<(&'static str, Duration)>,
+    pub(crate) timings: Vec<(&'static str, Duration)>,
 }
 
 impl Timer {
-    fn new() -> Timer {
+    pub(crate) fn new() -> Timer {
         Timer {
             last: Instant::now(),
             timings: Vec::new(),
         }
     }
 
-    fn lap(&mut self, name: &'static str) {
+    pub(crate) fn lap(&mut self, name: &'static str) {
         let now = Instant::now();
         self.timings.push((name, now - self.last));
         self.last = now;
@@ -212,6 +213,25 @@ fn setup_error(e: xg_guest::error::SetupError) -> BuildError {
         _ => Step::BuildImage,
     };
     guest_error(step, e)
+}
+
+/// The domain's Xenstore path and its `get_flags`.
+pub(crate) fn domain_flags<H, S>(
+    hv: &H,
+    store: &S,
+    domid: DomId,
+    vgpu: bool,
+) -> Result<(String, Flags), BuildError>
+where
+    H: Hypervisor + ?Sized,
+    S: Store + ?Sized,
+{
+    let domain_path = store
+        .get_domain_path(u32::from(domid.0))
+        .map_err(|e| BuildError::store(Step::GetFlags, e))?;
+    let info = domain_info(hv, domid)?;
+    let flags = flags::get_flags(store, &domain_path, &info, vgpu)?;
+    Ok((domain_path, flags))
 }
 
 /// A guest-side failure, filed under the libxenguest step it happened in.
@@ -382,13 +402,9 @@ where
 {
     let domid = req.domid;
     let mut t = Timer::new();
-    let domain_path = store
-        .get_domain_path(u32::from(domid.0))
-        .map_err(|e| BuildError::store(Step::GetFlags, e))?;
 
     // get_flags, safety checks, vCPUs, TSC.
-    let info = domain_info(hv, domid)?;
-    let flags = flags::get_flags(store, &domain_path, &info, req.vgpu)?;
+    let (domain_path, flags) = domain_flags(hv, store, domid, req.vgpu)?;
     let pod = req.mem_start_mib < req.mem_max_mib;
     safety::hvm_safety_check(&flags, pod, req.pci_passthrough.is_some(), req.force)?;
     let vcpus = vcpus::configure_vcpus(hv, domid, &flags)?;

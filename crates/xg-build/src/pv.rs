@@ -16,7 +16,7 @@
 //! with `XEN_DOMCTL_get_address_size`; populate calls of the 4 KiB tail go through
 //! `populate_physmap_mfns` and are checked for completeness (libxenctrl's `_exact`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use xg_ctrl::{CpuPolicy, DomId, PvHypervisor};
 use xg_guest::compat::{check_compat, xen_init};
@@ -27,8 +27,8 @@ use xg_guest::pv::image::{PvImageOutcome, PvMemory};
 use xg_store::Store;
 
 use crate::error::{BuildError, Step};
-use crate::flags::{self, Flags};
-use crate::hvm::{construct_cpuid, domain_info, guest_error};
+use crate::flags::Flags;
+use crate::hvm::{construct_cpuid, domain_flags, guest_error, Timer};
 use crate::pvh::{read_limit, KERNEL_LIMIT_KEY, MODULE_LIMIT_KEY, XC_INVALID_KERNEL};
 use crate::vcpus::{self, VcpuConfig};
 
@@ -191,18 +191,8 @@ where
     S: Store + ?Sized,
 {
     let domid = req.domid;
-    let mut timings = Vec::new();
-    let mut last = Instant::now();
-    let mut lap = |name: &'static str| {
-        let now = Instant::now();
-        timings.push((name, now - last));
-        last = now;
-    };
-    let domain_path = store
-        .get_domain_path(u32::from(domid.0))
-        .map_err(|e| BuildError::store(Step::GetFlags, e))?;
-    let info = domain_info(hv, domid)?;
-    let flags = flags::get_flags(store, &domain_path, &info, false)?;
+    let mut t = Timer::new();
+    let (_, flags) = domain_flags(hv, store, domid, false)?;
     if !req.features.is_empty() {
         log::warn!("-features {:?} ignored", req.features);
     }
@@ -210,7 +200,7 @@ where
     let module_cap = read_limit(store, MODULE_LIMIT_KEY)?;
     let vcpus = vcpus::configure_vcpus(hv, domid, &flags)?;
     vcpus::configure_tsc(hv, domid, &flags)?;
-    lap("get_flags + configure_vcpus");
+    t.lap("get_flags + configure_vcpus");
 
     let (elf, format, kernel) = parse_pv_kernel(hv, &req.kernel, kernel_cap)?;
     let ramdisk = match &req.ramdisk {
@@ -220,12 +210,12 @@ where
         ),
         None => None,
     };
-    lap("parse_image");
+    t.lap("parse_image");
 
     let total_pages = req.mem_start_mib << 8;
     let memory =
         meminit_pv(hv, domid, total_pages).map_err(|e| guest_error(Step::BootMemInit, e))?;
-    lap("meminit_pv");
+    t.lap("meminit_pv");
 
     let inputs = PvImageInputs {
         elf: &elf,
@@ -239,10 +229,10 @@ where
         store_domid: req.store_domid,
     };
     let image = build_pv_image(hv, domid, &inputs, &memory.p2m).map_err(image_error)?;
-    lap("build_image + boot_image + gnttab");
+    t.lap("build_image + boot_image + gnttab");
 
     let cpu_policy = cpuid_policy(hv, domid, &flags)?;
-    lap("cpuid");
+    t.lap("cpuid");
 
     Ok(PvBuildOutcome {
         domid,
@@ -257,6 +247,6 @@ where
         memory,
         image,
         cpu_policy,
-        timings,
+        timings: t.timings,
     })
 }

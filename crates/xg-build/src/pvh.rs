@@ -18,7 +18,7 @@
 //! would carry); upstream libxenguest lists at most two modules in the start info, so a
 //! third module fails the build (`xc_dom_boot_image`) although the command line accepts ten.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use xg_ctrl::{CpuPolicy, DomId, Hypervisor};
@@ -31,10 +31,10 @@ use xg_guest::meminit::{self, MeminitConfig, MeminitReport, Strategy};
 use xg_store::{Store, TxId};
 
 use crate::error::{BuildError, Step};
-use crate::flags::{self, Flags};
+use crate::flags::Flags;
 use crate::hvm::{
-    construct_cpuid, domain_info, guest_error, set_platform_params, truncated_time_offset,
-    PlatformParams,
+    construct_cpuid, domain_flags, guest_error, set_platform_params, truncated_time_offset,
+    PlatformParams, Timer,
 };
 use crate::mem;
 use crate::safety;
@@ -326,24 +326,13 @@ where
     S: Store + ?Sized,
 {
     let domid = req.domid;
-    let mut timings = Vec::new();
-    let mut last = Instant::now();
-    let mut lap = |name: &'static str| {
-        let now = Instant::now();
-        timings.push((name, now - last));
-        last = now;
-    };
-    let domain_path = store
-        .get_domain_path(u32::from(domid.0))
-        .map_err(|e| BuildError::store(Step::GetFlags, e))?;
-
-    let info = domain_info(hv, domid)?;
-    let flags = flags::get_flags(store, &domain_path, &info, false)?;
+    let mut t = Timer::new();
+    let (_, flags) = domain_flags(hv, store, domid, false)?;
     let pod = req.mem_start_mib < req.mem_max_mib;
     safety::hvm_safety_check(&flags, pod, req.pci_passthrough.is_some(), req.force)?;
     let vcpus = vcpus::configure_vcpus(hv, domid, &flags)?;
     vcpus::configure_tsc(hv, domid, &flags)?;
-    lap("get_flags + configure_vcpus");
+    t.lap("get_flags + configure_vcpus");
 
     let kernel_cap = read_limit(store, KERNEL_LIMIT_KEY)?;
     let module_cap = read_limit(store, MODULE_LIMIT_KEY)?;
@@ -364,7 +353,7 @@ where
             cmdline: cmdline.clone(),
         });
     }
-    lap("parse_image");
+    t.lap("parse_image");
 
     // pvh_setup_mem.
     if req.pci_passthrough.is_some() {
@@ -388,7 +377,7 @@ where
     let meminit_config = MeminitConfig::from_pvh_layout(&layout);
     let meminit = meminit::meminit_hvm(hv, domid, &meminit_config, req.strategy)
         .map_err(mem::meminit_error)?;
-    lap("pvh_setup_mem");
+    t.lap("pvh_setup_mem");
     hv.set_memory_map(domid, &layout.e820)
         .map_err(|e| BuildError::xen(Step::SetMemoryMap, e))?;
 
@@ -409,11 +398,11 @@ where
         store_domid: req.store_domid,
     };
     let image = build_pvh_image(hv, domid, &inputs).map_err(setup_error)?;
-    lap("build_image + boot_image + gnttab");
+    t.lap("build_image + boot_image + gnttab");
 
     let params = set_params(hv, domid, &flags)?;
     let cpu_policy = cpuid_policy(hv, domid, &flags)?;
-    lap("set_params + cpuid");
+    t.lap("set_params + cpuid");
 
     Ok(PvhBuildOutcome {
         domid,
@@ -430,6 +419,6 @@ where
         image,
         params,
         cpu_policy,
-        timings,
+        timings: t.timings,
     })
 }
