@@ -261,8 +261,46 @@ pub fn check_image<H: Hypervisor + ?Sized>(
     Ok(version)
 }
 
-fn step<T>(step: &'static str, r: xg_ctrl::Result<T>) -> Result<T, SetupError> {
+/// A failed hypervisor call, named by the step it was for.
+pub(crate) fn step<T>(step: &'static str, r: xg_ctrl::Result<T>) -> Result<T, SetupError> {
     r.map_err(|source| SetupError::Hypervisor { step, source })
+}
+
+/// Tells the guest its console and Xenstore event channels.
+pub(crate) fn set_evtchn_params<H: Hypervisor + ?Sized>(
+    hv: &H,
+    domid: DomId,
+    console_evtchn: u32,
+    store_evtchn: u32,
+) -> Result<(), SetupError> {
+    step(
+        "Setting HVM_PARAM_CONSOLE_EVTCHN",
+        hv.set_hvm_param(domid, param::CONSOLE_EVTCHN, u64::from(console_evtchn)),
+    )?;
+    step(
+        "Setting HVM_PARAM_STORE_EVTCHN",
+        hv.set_hvm_param(domid, param::STORE_EVTCHN, u64::from(store_evtchn)),
+    )?;
+    Ok(())
+}
+
+/// `xc_dom_gnttab_init`: grants the console and Xenstore pages to their back-ends.
+pub(crate) fn seed_grant_table<H: Hypervisor + ?Sized>(
+    hv: &H,
+    domid: DomId,
+    special: &SpecialPages,
+    console_domid: DomId,
+    store_domid: DomId,
+) -> Result<Vec<GrantEntry>, SetupError> {
+    let grants = seed_entries(
+        domid,
+        special.console_pfn,
+        console_domid,
+        special.xenstore_pfn,
+        store_domid,
+    );
+    seed(hv, domid, &grants)?;
+    Ok(grants)
 }
 
 fn place<H: Hypervisor + ?Sized>(
@@ -326,18 +364,7 @@ pub fn build_image<H: Hypervisor + ?Sized>(
     } else {
         None
     };
-    step(
-        "Setting HVM_PARAM_CONSOLE_EVTCHN",
-        hv.set_hvm_param(
-            domid,
-            param::CONSOLE_EVTCHN,
-            u64::from(inputs.console_evtchn),
-        ),
-    )?;
-    step(
-        "Setting HVM_PARAM_STORE_EVTCHN",
-        hv.set_hvm_param(domid, param::STORE_EVTCHN, u64::from(inputs.store_evtchn)),
-    )?;
+    set_evtchn_params(hv, domid, inputs.console_evtchn, inputs.store_evtchn)?;
     let vcpu_context = setup_boot_vcpu(
         hv,
         domid,
@@ -348,14 +375,13 @@ pub fn build_image<H: Hypervisor + ?Sized>(
     )?;
 
     // xc_dom_gnttab_init.
-    let grants = seed_entries(
+    let grants = seed_grant_table(
+        hv,
         domid,
-        special.console_pfn,
+        &special,
         inputs.console_domid,
-        special.xenstore_pfn,
         inputs.store_domid,
-    );
-    seed(hv, domid, &grants)?;
+    )?;
 
     Ok(SetupOutcome {
         plan,

@@ -9,10 +9,11 @@ use std::fmt;
 use xg_ctrl::{DomId, Gfn, Hypervisor, MemFlags, PageOrder, PAGE_SHIFT, PAGE_SIZE};
 
 use crate::error::SetupError;
-use crate::gnttab::{seed, seed_entries, GrantEntry};
+use crate::gnttab::GrantEntry;
 use crate::layout::{AcpiModule, FOUR_GIB};
 use crate::segments::{Segment, SegmentAllocator};
-use crate::special_pages::{finish_special_pages, param, populate_special_pages, SpecialPages};
+use crate::setup::{seed_grant_table, set_evtchn_params, step};
+use crate::special_pages::{finish_special_pages, populate_special_pages, SpecialPages};
 use crate::start_info::{
     build_start_info, start_info_size, ListedModule, StartInfo, StartInfoParams,
 };
@@ -138,10 +139,6 @@ impl fmt::Display for PvhImageOutcome {
         }
         Ok(())
     }
-}
-
-fn step<T>(step: &'static str, r: xg_ctrl::Result<T>) -> Result<T, SetupError> {
-    r.map_err(|source| SetupError::Hypervisor { step, source })
 }
 
 fn below_mmio(seg: &Segment, mmio_start: u64) -> Result<(), SetupError> {
@@ -313,18 +310,7 @@ pub fn build_pvh_image<H: Hypervisor + ?Sized>(
         "Writing the start info",
         hv.write_guest(domid, start_info.paddr, &start_info.bytes),
     )?;
-    step(
-        "Setting HVM_PARAM_CONSOLE_EVTCHN",
-        hv.set_hvm_param(
-            domid,
-            param::CONSOLE_EVTCHN,
-            u64::from(inputs.console_evtchn),
-        ),
-    )?;
-    step(
-        "Setting HVM_PARAM_STORE_EVTCHN",
-        hv.set_hvm_param(domid, param::STORE_EVTCHN, u64::from(inputs.store_evtchn)),
-    )?;
+    set_evtchn_params(hv, domid, inputs.console_evtchn, inputs.store_evtchn)?;
     let vcpu_context = setup_boot_vcpu(
         hv,
         domid,
@@ -335,14 +321,13 @@ pub fn build_pvh_image<H: Hypervisor + ?Sized>(
     )?;
 
     // xc_dom_gnttab_init.
-    let grants = seed_entries(
+    let grants = seed_grant_table(
+        hv,
         domid,
-        special.console_pfn,
+        &special,
         inputs.console_domid,
-        special.xenstore_pfn,
         inputs.store_domid,
-    );
-    seed(hv, domid, &grants)?;
+    )?;
 
     Ok(PvhImageOutcome {
         plan,
