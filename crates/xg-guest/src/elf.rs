@@ -236,27 +236,14 @@ impl<'a> HvmFirmware<'a> {
             segments.push(seg);
         }
 
-        let pstart = segments
+        let spans: Vec<_> = segments
             .iter()
-            .map(|s| s.paddr)
-            .min()
-            .ok_or(ElfError::NoLoadableSegments)?;
-        let pend = segments
-            .iter()
-            .map(|s| s.paddr + s.memsz)
-            .max()
-            .unwrap_or(pstart);
-
-        let mut by_addr: Vec<&LoadSegment> = segments.iter().filter(|s| s.memsz > 0).collect();
-        by_addr.sort_by_key(|s| (s.paddr, s.index));
-        for pair in by_addr.windows(2) {
-            if pair[0].paddr + pair[0].memsz > pair[1].paddr {
-                return Err(ElfError::SegmentsOverlap {
-                    first: pair[0].index,
-                    second: pair[1].index,
-                });
-            }
-        }
+            .map(|s| (s.index, s.paddr, s.memsz))
+            .collect();
+        let (pstart, pend) = load_extent(&spans).map_err(|overlap| match overlap {
+            None => ElfError::NoLoadableSegments,
+            Some((first, second)) => ElfError::SegmentsOverlap { first, second },
+        })?;
         if !pstart.is_multiple_of(PAGE_SIZE) {
             return Err(ElfError::UnalignedStart { pstart });
         }
@@ -376,6 +363,24 @@ fn has_xen_notes(
         }
     }
     Ok(false)
+}
+
+/// The guest-physical extent `(lowest start, highest end)` of loadable segments given as
+/// `(index, paddr, memsz)`. `Err(None)`: there are none; `Err(Some((first, second)))`:
+/// the lowest pair of non-empty segments that share memory.
+pub(crate) fn load_extent(
+    spans: &[(usize, u64, u64)],
+) -> Result<(u64, u64), Option<(usize, usize)>> {
+    let pstart = spans.iter().map(|s| s.1).min().ok_or(None)?;
+    let pend = spans.iter().map(|s| s.1 + s.2).max().unwrap_or(pstart);
+    let mut by_addr: Vec<&(usize, u64, u64)> = spans.iter().filter(|s| s.2 > 0).collect();
+    by_addr.sort_by_key(|s| (s.1, s.0));
+    for pair in by_addr.windows(2) {
+        if pair[0].1 + pair[0].2 > pair[1].1 {
+            return Err(Some((pair[0].0, pair[1].0)));
+        }
+    }
+    Ok((pstart, pend))
 }
 
 #[cfg(test)]

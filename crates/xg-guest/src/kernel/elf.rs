@@ -5,6 +5,8 @@ use serde::Serialize;
 use xg_ctrl::types::conv::{u64_to_usize, usize_to_u64};
 use xg_ctrl::{DomId, GuestMemory, PAGE_SIZE};
 
+use crate::elf::load_extent;
+
 use super::notes::{split_notes, XenNotes, XENFEAT_DOM0};
 use super::KernelError;
 
@@ -230,27 +232,14 @@ impl KernelElf {
             });
         }
 
-        let pstart = segments
+        let spans: Vec<_> = segments
             .iter()
-            .map(|s| s.paddr)
-            .min()
-            .ok_or(KernelError::NoLoadableSegments)?;
-        let pend = segments
-            .iter()
-            .map(|s| s.paddr + s.memsz)
-            .max()
-            .unwrap_or(pstart);
-        let mut by_addr: Vec<&KernelLoadSegment> =
-            segments.iter().filter(|s| s.memsz > 0).collect();
-        by_addr.sort_by_key(|s| (s.paddr, s.index));
-        for pair in by_addr.windows(2) {
-            if pair[0].paddr + pair[0].memsz > pair[1].paddr {
-                return Err(KernelError::SegmentsOverlap {
-                    first: pair[0].index,
-                    second: pair[1].index,
-                });
-            }
-        }
+            .map(|s| (s.index, s.paddr, s.memsz))
+            .collect();
+        let (pstart, pend) = load_extent(&spans).map_err(|overlap| match overlap {
+            None => KernelError::NoLoadableSegments,
+            Some((first, second)) => KernelError::SegmentsOverlap { first, second },
+        })?;
 
         let mut notes = XenNotes::default();
         let mut seen = 0usize;
