@@ -84,17 +84,7 @@ impl Elf32Writer {
 
     /// Adds a `PT_NOTE` segment holding one note `name`/`n_type`/`desc` (4-byte aligned).
     pub fn note(mut self, name: &str, n_type: u32, desc: &[u8]) -> Self {
-        let mut data = Vec::new();
-        let namesz = u32::try_from(name.len() + 1).unwrap_or(u32::MAX);
-        let descsz = u32::try_from(desc.len()).unwrap_or(u32::MAX);
-        data.extend_from_slice(&namesz.to_le_bytes());
-        data.extend_from_slice(&descsz.to_le_bytes());
-        data.extend_from_slice(&n_type.to_le_bytes());
-        data.extend_from_slice(name.as_bytes());
-        data.push(0);
-        pad_to(&mut data, 4);
-        data.extend_from_slice(desc);
-        pad_to(&mut data, 4);
+        let data = crate::kernel::test_kernel::note_bytes(name, n_type, desc);
         let memsz = u32::try_from(data.len()).unwrap_or(u32::MAX);
         self.segments.push(SegmentSpec {
             p_type: PT_NOTE,
@@ -193,7 +183,8 @@ pub fn builtin_test_firmware() -> Vec<u8> {
         .build()
 }
 
-fn pad_to(buf: &mut Vec<u8>, align: usize) {
+/// Appends zeros to `buf` up to a multiple of `align`.
+pub(crate) fn pad_to(buf: &mut Vec<u8>, align: usize) {
     while !buf.len().is_multiple_of(align) {
         buf.push(0);
     }

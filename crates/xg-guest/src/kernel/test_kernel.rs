@@ -10,7 +10,7 @@
 //!   `HYPERVISOR_console_io`, then asks for a poweroff (`SCHEDOP_shutdown`) and spins.
 //! * [`Elf64Writer`]: ELF64 x86-64 images with any segments and notes.
 
-use crate::firmware::{Elf32Writer, PF_R, PF_W, PF_X, PT_LOAD, PT_NOTE};
+use crate::firmware::{pad_to, Elf32Writer, PF_R, PF_W, PF_X, PT_LOAD, PT_NOTE};
 use crate::start_info::START_MAGIC;
 
 use super::notes;
@@ -200,9 +200,7 @@ impl Elf64Writer {
         let mut out = vec![0u8; EHDR64_SIZE + PHDR64_SIZE * phnum];
         let mut offsets = Vec::new();
         for s in &self.segments {
-            while !out.len().is_multiple_of(16) {
-                out.push(0);
-            }
+            pad_to(&mut out, 16);
             offsets.push(out.len());
             out.extend_from_slice(&s.data);
         }
@@ -244,13 +242,9 @@ pub fn note_bytes(name: &str, n_type: u32, desc: &[u8]) -> Vec<u8> {
     d.extend_from_slice(&n_type.to_le_bytes());
     d.extend_from_slice(name.as_bytes());
     d.push(0);
-    while !d.len().is_multiple_of(4) {
-        d.push(0);
-    }
+    pad_to(&mut d, 4);
     d.extend_from_slice(desc);
-    while !d.len().is_multiple_of(4) {
-        d.push(0);
-    }
+    pad_to(&mut d, 4);
     d
 }
 
