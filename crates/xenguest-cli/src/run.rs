@@ -241,31 +241,22 @@ fn firmware(a: &Args) -> Result<(Vec<u8>, String), Lines> {
                 format!("built-in test firmware ({path} not found)"),
             ))
         }
-        Err(e) => {
-            let errno = e.raw_os_error().unwrap_or(libc::EIO);
-            log::error!("Reading {path} failed: {e}");
-            Err(line(format!(
-                "xenguest: xc_dom_kernel_file: [{errno}] {}",
-                xg_build::error::strerror(errno)
-            )))
-        }
+        Err(e) => Err(file_error("xc_dom_kernel_file", path, &e)),
     }
 }
 
-fn build<H: Hypervisor + ?Sized>(
-    hv: &H,
+/// Finds the domain's Xenstore path and seeds its platform keys (the toolstack's job on a
+/// real host).
+fn seed_platform_keys(
     store: &dyn Store,
     a: &Args,
     n: &Numbers,
     store_kind: StoreKind,
-) -> Result<Done, Lines> {
-    let started = Instant::now();
+) -> Result<(), Lines> {
     let path = store.get_domain_path(u32::from(n.domid.0)).map_err(|e| {
         log::error!("{}", chain(&e));
         line("Failed to obtain XenStore domain path")
     })?;
-
-    // Seed the platform keys (the toolstack's job on a real host).
     let mut seed = Vec::new();
     for f in &a.platform_files {
         seed.extend(read_lines_file(f)?);
@@ -287,6 +278,18 @@ fn build<H: Hypervisor + ?Sized>(
             .write(TxId::NONE, &toolstack::platform_key(&path, k), v.as_bytes())
             .map_err(|e| line(format!("xenguest: cannot seed {k}: {}", chain(&e))))?;
     }
+    Ok(())
+}
+
+fn build<H: Hypervisor + ?Sized>(
+    hv: &H,
+    store: &dyn Store,
+    a: &Args,
+    n: &Numbers,
+    store_kind: StoreKind,
+) -> Result<Done, Lines> {
+    let started = Instant::now();
+    seed_platform_keys(store, a, n, store_kind)?;
     if a.backend == Backend::Sim {
         toolstack::build_pre(hv, store, n.domid, n.mem_max_mib)
             .map_err(|e| build_error_lines(&e))?;
@@ -406,30 +409,7 @@ fn pvh_run<H: Hypervisor + ?Sized>(
     store_kind: StoreKind,
 ) -> Result<Done, Lines> {
     let started = Instant::now();
-    let path = store.get_domain_path(u32::from(n.domid.0)).map_err(|e| {
-        log::error!("{}", chain(&e));
-        line("Failed to obtain XenStore domain path")
-    })?;
-    let mut seed = Vec::new();
-    for f in &a.platform_files {
-        seed.extend(read_lines_file(f)?);
-    }
-    seed.extend(a.platform.iter().cloned());
-    if store_kind == StoreKind::Memory {
-        for (k, v) in [("vcpu/number", "1"), ("vcpu/current", "1")] {
-            let given = seed.iter().any(|(s, _)| {
-                toolstack::platform_key(&path, s) == toolstack::platform_key(&path, k)
-            });
-            if !given {
-                seed.insert(0, (k.to_owned(), v.to_owned()));
-            }
-        }
-    }
-    for (k, v) in &seed {
-        store
-            .write(TxId::NONE, &toolstack::platform_key(&path, k), v.as_bytes())
-            .map_err(|e| line(format!("xenguest: cannot seed {k}: {}", chain(&e))))?;
-    }
+    seed_platform_keys(store, a, n, store_kind)?;
     if a.backend == Backend::Sim {
         toolstack::build_pre(hv, store, n.domid, n.mem_max_mib)
             .map_err(|e| build_error_lines(&e))?;
@@ -500,30 +480,7 @@ fn pv_run<H: xg_ctrl::PvHypervisor + ?Sized>(
     store_kind: StoreKind,
 ) -> Result<Done, Lines> {
     let started = Instant::now();
-    let path = store.get_domain_path(u32::from(n.domid.0)).map_err(|e| {
-        log::error!("{}", chain(&e));
-        line("Failed to obtain XenStore domain path")
-    })?;
-    let mut seed = Vec::new();
-    for f in &a.platform_files {
-        seed.extend(read_lines_file(f)?);
-    }
-    seed.extend(a.platform.iter().cloned());
-    if store_kind == StoreKind::Memory {
-        for (k, v) in [("vcpu/number", "1"), ("vcpu/current", "1")] {
-            let given = seed.iter().any(|(s, _)| {
-                toolstack::platform_key(&path, s) == toolstack::platform_key(&path, k)
-            });
-            if !given {
-                seed.insert(0, (k.to_owned(), v.to_owned()));
-            }
-        }
-    }
-    for (k, v) in &seed {
-        store
-            .write(TxId::NONE, &toolstack::platform_key(&path, k), v.as_bytes())
-            .map_err(|e| line(format!("xenguest: cannot seed {k}: {}", chain(&e))))?;
-    }
+    seed_platform_keys(store, a, n, store_kind)?;
     if a.backend == Backend::Sim {
         toolstack::build_pre_as(hv, store, n.domid, n.mem_max_mib, false)
             .map_err(|e| build_error_lines(&e))?;
