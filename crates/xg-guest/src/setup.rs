@@ -217,19 +217,7 @@ pub struct SetupOutcome {
 impl fmt::Display for SetupOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.plan)?;
-        writeln!(
-            f,
-            "console_pfn {:#x} xenstore_pfn {:#x}",
-            self.special.console_pfn, self.special.xenstore_pfn
-        )?;
-        writeln!(
-            f,
-            "start_info {:#x} modules {} modlist {:#x} memmap {:#x}",
-            self.start_info.paddr,
-            self.start_info.nr_modules,
-            self.start_info.modlist_paddr,
-            self.start_info.memmap_paddr
-        )?;
+        write_pages(f, &self.special, &self.start_info)?;
         if let Some(t) = &self.hvm_info {
             writeln!(
                 f,
@@ -238,15 +226,38 @@ impl fmt::Display for SetupOutcome {
             )?;
         }
         writeln!(f, "vcpu context {} bytes", self.vcpu_context.len())?;
-        for g in &self.grants {
-            writeln!(
-                f,
-                "gnt[{}] flags {} domid {} frame {:#x}",
-                g.index, g.flags, g.domid, g.frame
-            )?;
-        }
-        Ok(())
+        write_grants(f, &self.grants)
     }
+}
+
+/// The special pages and start info lines of a set-up's summary.
+pub(crate) fn write_pages(
+    f: &mut fmt::Formatter<'_>,
+    special: &SpecialPages,
+    start_info: &StartInfo,
+) -> fmt::Result {
+    writeln!(
+        f,
+        "console_pfn {:#x} xenstore_pfn {:#x}",
+        special.console_pfn, special.xenstore_pfn
+    )?;
+    writeln!(
+        f,
+        "start_info {:#x} modules {} modlist {:#x} memmap {:#x}",
+        start_info.paddr, start_info.nr_modules, start_info.modlist_paddr, start_info.memmap_paddr
+    )
+}
+
+/// The grant-table lines of a set-up's summary.
+pub(crate) fn write_grants(f: &mut fmt::Formatter<'_>, grants: &[GrantEntry]) -> fmt::Result {
+    for g in grants {
+        writeln!(
+            f,
+            "gnt[{}] flags {} domid {} frame {:#x}",
+            g.index, g.flags, g.domid, g.frame
+        )?;
+    }
+    Ok(())
 }
 
 /// Before memory setup: read Xen's capabilities, parse the firmware image and check that

@@ -12,7 +12,7 @@ use crate::error::SetupError;
 use crate::gnttab::GrantEntry;
 use crate::layout::{AcpiModule, FOUR_GIB};
 use crate::segments::{Segment, SegmentAllocator};
-use crate::setup::{seed_grant_table, set_evtchn_params, step};
+use crate::setup::{seed_grant_table, set_evtchn_params, step, write_grants, write_pages};
 use crate::special_pages::{finish_special_pages, populate_special_pages, SpecialPages};
 use crate::start_info::{
     build_start_info, start_info_size, ListedModule, StartInfo, StartInfoParams,
@@ -116,28 +116,9 @@ impl fmt::Display for PvhImageOutcome {
                 .collect::<Vec<_>>()
                 .join(" ")
         )?;
-        writeln!(
-            f,
-            "console_pfn {:#x} xenstore_pfn {:#x}",
-            self.special.console_pfn, self.special.xenstore_pfn
-        )?;
-        writeln!(
-            f,
-            "start_info {:#x} modules {} modlist {:#x} memmap {:#x}",
-            self.start_info.paddr,
-            self.start_info.nr_modules,
-            self.start_info.modlist_paddr,
-            self.start_info.memmap_paddr
-        )?;
+        write_pages(f, &self.special, &self.start_info)?;
         writeln!(f, "vcpu context {} bytes", self.vcpu_context.len())?;
-        for g in &self.grants {
-            writeln!(
-                f,
-                "gnt[{}] flags {} domid {} frame {:#x}",
-                g.index, g.flags, g.domid, g.frame
-            )?;
-        }
-        Ok(())
+        write_grants(f, &self.grants)
     }
 }
 
