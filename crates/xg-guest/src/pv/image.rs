@@ -4,7 +4,7 @@
 //! `bootlate_pv`: pin the L4 table and initialise the shared info page, then the boot
 //! vCPU), and `xc_dom_gnttab_init` with machine frames.
 //!
-//! Frames are written by machine frame number ([`PvOps::write_machine`]), as
+//! Frames are written by machine frame number ([`PvOps::write_machine`](xg_ctrl::PvOps::write_machine)), as
 //! libxenguest maps a PV guest's segments; one call per segment.
 
 use std::fmt;
