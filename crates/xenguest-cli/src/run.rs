@@ -378,15 +378,15 @@ pub fn pvh_build(a: &Args) -> Result<Done, Lines> {
     open_backend(a, &n, Mode::Pvh)
 }
 
-/// Reads `-image` for PVH; with the simulator a missing file means the built-in test
-/// kernel (`xg_guest::kernel::test_kernel::test_pvh_kernel`).
-fn pvh_kernel(a: &Args) -> Result<Vec<u8>, Lines> {
+/// Reads the `-image` kernel; with the simulator a missing file means the built-in test
+/// kernel `builtin` (named `kind` in the warning).
+fn kernel_image(a: &Args, kind: &str, builtin: fn() -> Vec<u8>) -> Result<Vec<u8>, Lines> {
     let path = a.image.as_deref().unwrap_or_default();
     match std::fs::read(path) {
         Ok(data) => Ok(data),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.backend == Backend::Sim => {
-            log::warn!("{path} not found: using the built-in PVH test kernel");
-            Ok(xg_guest::kernel::test_kernel::test_pvh_kernel())
+            log::warn!("{path} not found: using the built-in {kind} test kernel");
+            Ok(builtin())
         }
         Err(e) => Err(file_error("xc_dom_kernel_file", path, &e)),
     }
@@ -421,8 +421,12 @@ fn pvh_run<H: Hypervisor + ?Sized>(
         .map_err(|e| line(format!("xenguest: xc_domain_setmaxmem: {}", chain(&e))))?;
     }
 
-    let mut req =
-        xg_build::PvhBuildRequest::new(n.domid, n.mem_max_mib, n.mem_start_mib, pvh_kernel(a)?);
+    let mut req = xg_build::PvhBuildRequest::new(
+        n.domid,
+        n.mem_max_mib,
+        n.mem_start_mib,
+        kernel_image(a, "PVH", xg_guest::kernel::test_kernel::test_pvh_kernel)?,
+    );
     req.cmdline.clone_from(&a.cmdline);
     for (i, m) in a.modules.iter().enumerate() {
         let data = std::fs::read(m).map_err(|e| file_error("xc_dom_module_file", m, &e))?;
@@ -458,20 +462,6 @@ pub fn linux_build(a: &Args) -> Result<Done, Lines> {
     open_backend(a, &n, Mode::Pv)
 }
 
-/// Reads `-image` for PV; with the simulator a missing file means the built-in PV test
-/// kernel (`xg_guest::kernel::test_kernel::test_pv_kernel`).
-fn pv_kernel(a: &Args) -> Result<Vec<u8>, Lines> {
-    let path = a.image.as_deref().unwrap_or_default();
-    match std::fs::read(path) {
-        Ok(data) => Ok(data),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.backend == Backend::Sim => {
-            log::warn!("{path} not found: using the built-in PV test kernel");
-            Ok(xg_guest::kernel::test_kernel::test_pv_kernel())
-        }
-        Err(e) => Err(file_error("xc_dom_kernel_file", path, &e)),
-    }
-}
-
 fn pv_run<H: xg_ctrl::PvHypervisor + ?Sized>(
     hv: &H,
     store: &dyn Store,
@@ -486,8 +476,12 @@ fn pv_run<H: xg_ctrl::PvHypervisor + ?Sized>(
             .map_err(|e| build_error_lines(&e))?;
     }
 
-    let mut req =
-        xg_build::PvBuildRequest::new(n.domid, n.mem_max_mib, n.mem_start_mib, pv_kernel(a)?);
+    let mut req = xg_build::PvBuildRequest::new(
+        n.domid,
+        n.mem_max_mib,
+        n.mem_start_mib,
+        kernel_image(a, "PV", xg_guest::kernel::test_kernel::test_pv_kernel)?,
+    );
     req.cmdline.clone_from(&a.cmdline);
     req.features = a.features.clone().unwrap_or_default();
     req.flags = u32::from_ne_bytes(a.flags.to_ne_bytes());
