@@ -135,6 +135,10 @@ pub mod dominf {
     pub const PAUSED: u32 = 1 << 3;
     /// Hardware-assisted paging.
     pub const HAP: u32 = 1 << 8;
+    /// Where the `SHUTDOWN_*` reason of a shut-down domain sits in the flags.
+    pub const SHUTDOWN_SHIFT: u32 = 16;
+    /// Its width.
+    pub const SHUTDOWN_MASK: u32 = 0xFF;
 }
 
 /// `XEN_DOMCTL_getdomaininfo` result.
@@ -169,6 +173,13 @@ impl DomainInfo {
     /// Hardware-assisted paging?
     pub fn is_hap(&self) -> bool {
         self.flags & dominf::HAP != 0
+    }
+
+    /// The `SHUTDOWN_*` reason (0 poweroff, 1 reboot, 2 suspend, 3 crash, 4 watchdog,
+    /// 5 soft reset) once the domain has shut down.
+    pub fn shutdown_reason(&self) -> Option<u32> {
+        (self.flags & dominf::SHUTDOWN != 0)
+            .then_some((self.flags >> dominf::SHUTDOWN_SHIFT) & dominf::SHUTDOWN_MASK)
     }
 }
 
@@ -319,6 +330,10 @@ pub trait DomainOps {
     fn set_hvm_param(&self, domid: DomId, param: u32, value: u64) -> Result<()>;
     /// `HVMOP_get_param`.
     fn hvm_param(&self, domid: DomId, param: u32) -> Result<u64>;
+    /// `EVTCHNOP_alloc_unbound` (`xc_evtchn_alloc_unbound`): a new event channel of
+    /// `domid` that `remote` may bind to; returns its port. The toolstack allocates the
+    /// Xenstore and console channels this way before it runs the domain builder.
+    fn alloc_unbound_evtchn(&self, domid: DomId, remote: DomId) -> Result<u32>;
     /// `XEN_DOMCTL_get_cpu_policy`.
     fn domain_cpu_policy(&self, domid: DomId) -> Result<CpuPolicy>;
     /// `XEN_DOMCTL_set_cpu_policy`.

@@ -742,6 +742,13 @@ impl<H: DomainOps> DomainOps for Traced<H> {
         r
     }
 
+    fn alloc_unbound_evtchn(&self, domid: DomId, remote: DomId) -> Result<u32> {
+        let r = self.inner.alloc_unbound_evtchn(domid, remote);
+        let f = fields! { "domid" => domid.0, "remote" => remote.0 };
+        finish(&self.sink, "alloc_unbound_evtchn", f, &r, |p| fields! { "port" => p });
+        r
+    }
+
     fn domain_cpu_policy(&self, domid: DomId) -> Result<CpuPolicy> {
         let r = self.inner.domain_cpu_policy(domid);
         finish(

@@ -407,3 +407,23 @@ fn shipped_host_files_are_valid() {
         );
     }
 }
+
+#[test]
+fn unbound_event_channels_take_the_lowest_free_ports_up_to_the_limit() {
+    let sim = Simulator::default();
+    let d = sim
+        .create_domain(
+            DomId(0),
+            &DomainConfig {
+                max_evtchn_port: 2,
+                ..DomainConfig::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(sim.alloc_unbound_evtchn(d, DomId(0)).unwrap(), 1);
+    assert_eq!(sim.alloc_unbound_evtchn(d, DomId(0)).unwrap(), 2);
+    let full = sim.alloc_unbound_evtchn(d, DomId(0)).unwrap_err();
+    assert_eq!(full.errno(), Some(libc::ENOSPC));
+    let missing = sim.alloc_unbound_evtchn(DomId(77), DomId(0)).unwrap_err();
+    assert_eq!(missing.errno(), Some(libc::ESRCH));
+}

@@ -3,15 +3,9 @@
 use std::path::Path;
 
 use crate::cmd::{run, CmdError, Finished};
-use crate::domain::HvmSpec;
+use crate::domain::GuestSpec;
 
-/// The Xenstore event channel port the tests pass (xenopsd allocates a real one; Xen
-/// only records the number in an HVM param).
-pub const STORE_PORT: u32 = 1;
-/// The console event channel port the tests pass.
-pub const CONSOLE_PORT: u32 = 2;
-
-fn base_args(domid: u16, spec: &HvmSpec, trace: Option<&Path>) -> Vec<String> {
+fn base_args(domid: u16, spec: &GuestSpec, trace: Option<&Path>) -> Vec<String> {
     mode_args("hvm_build", crate::HVMLOADER, domid, spec, trace)
 }
 
@@ -19,7 +13,7 @@ fn mode_args(
     mode: &str,
     image: &str,
     domid: u16,
-    spec: &HvmSpec,
+    spec: &GuestSpec,
     trace: Option<&Path>,
 ) -> Vec<String> {
     let mib = spec.mem_mib.to_string();
@@ -37,11 +31,11 @@ fn mode_args(
         "-domid",
         &domid.to_string(),
         "-store_port",
-        &STORE_PORT.to_string(),
+        &spec.ports.store.to_string(),
         "-store_domid",
         "0",
         "-console_port",
-        &CONSOLE_PORT.to_string(),
+        &spec.ports.console.to_string(),
         "-console_domid",
         "0",
         "-mem_max_mib",
@@ -63,7 +57,7 @@ fn mode_args(
 /// Xenstore directory the toolstack has written; `trace` records every call.
 pub fn hvm_build_privcmd(
     domid: u16,
-    spec: &HvmSpec,
+    spec: &GuestSpec,
     trace: Option<&Path>,
 ) -> Result<Finished, CmdError> {
     let mut a = base_args(domid, spec, trace);
@@ -77,7 +71,7 @@ pub fn hvm_build_privcmd(
 /// platform keys (the simulator creates the domain itself).
 pub fn hvm_build_sim(
     domid: u16,
-    spec: &HvmSpec,
+    spec: &GuestSpec,
     trace: Option<&Path>,
 ) -> Result<Finished, CmdError> {
     let mut a = base_args(domid, spec, trace);
@@ -109,7 +103,7 @@ pub struct PvhImage {
 pub fn pvh_build(
     backend: &str,
     domid: u16,
-    spec: &HvmSpec,
+    spec: &GuestSpec,
     image: &PvhImage,
     trace: Option<&Path>,
 ) -> Result<Finished, CmdError> {
@@ -120,6 +114,41 @@ pub fn pvh_build(
         a.extend(["-module".to_owned(), path.clone()]);
         a.extend(["-cmdline".to_owned(), cmdline.clone()]);
     }
+    run_on(backend, spec, a)
+}
+
+/// A PV kernel and its ramdisk, as xenopsd passes them to `-mode linux_build`.
+#[derive(Debug, Clone, Default)]
+pub struct PvImage {
+    /// `-image`.
+    pub kernel: String,
+    /// `-ramdisk` (xenopsd passes an empty string for none).
+    pub ramdisk: Option<String>,
+    /// `-cmdline`.
+    pub cmdline: String,
+}
+
+/// `xenguest -mode linux_build` with xenopsd's argv (`-ramdisk`, `-cmdline`,
+/// `-features ""`, `-flags 0`) on `backend`, as [`pvh_build`].
+pub fn linux_build(
+    backend: &str,
+    domid: u16,
+    spec: &GuestSpec,
+    image: &PvImage,
+    trace: Option<&Path>,
+) -> Result<Finished, CmdError> {
+    let mut a = mode_args("linux_build", &image.kernel, domid, spec, trace);
+    a.extend([
+        "-ramdisk".to_owned(),
+        image.ramdisk.clone().unwrap_or_default(),
+    ]);
+    a.extend(["-cmdline".to_owned(), image.cmdline.clone()]);
+    a.extend(["-features", "", "-flags", "0"].map(String::from));
+    run_on(backend, spec, a)
+}
+
+/// Adds the backend options and runs our xenguest with `args`.
+fn run_on(backend: &str, spec: &GuestSpec, mut a: Vec<String>) -> Result<Finished, CmdError> {
     if backend == "sim" {
         a.extend(["--backend", "sim", "--store", "memory"].map(String::from));
         for (k, v) in spec.platform_keys() {
@@ -132,6 +161,114 @@ pub fn pvh_build(
     let prog = crate::xenguest_path().display().to_string();
     let refs: Vec<&str> = a.iter().map(String::as_str).collect();
     run(&prog, &refs)
+}
+
+/// The store and console frames of a `result:` line (the first two numbers).
+pub fn result_frames(result: &str) -> Option<(u64, u64)> {
+    let mut words = result.strip_prefix("result:")?.split_whitespace();
+    let store = words.next()?.parse().ok()?;
+    let console = words.next()?.parse().ok()?;
+    Some((store, console))
+}
+
+/// What a kernel-loading build mode gets from xenopsd.
+#[derive(Debug, Clone)]
+pub enum KernelBuild {
+    /// `-mode pvh_build`.
+    Pvh(PvhImage),
+    /// `-mode linux_build`.
+    Pv(PvImage),
+}
+
+impl KernelBuild {
+    /// Runs the build on `backend` (see [`pvh_build`]).
+    pub fn run(
+        &self,
+        backend: &str,
+        domid: u16,
+        spec: &GuestSpec,
+        trace: Option<&Path>,
+    ) -> Result<Finished, CmdError> {
+        match self {
+            KernelBuild::Pvh(image) => pvh_build(backend, domid, spec, image, trace),
+            KernelBuild::Pv(image) => linux_build(backend, domid, spec, image, trace),
+        }
+    }
+}
+
+/// A build on Xen that made the same memory calls as on the simulator.
+#[derive(Debug, Clone)]
+pub struct Compared {
+    /// The `result:` line.
+    pub result: String,
+    /// Store and console frames of the result line.
+    pub frames: (u64, u64),
+    /// Memory calls both made.
+    pub memory_calls: usize,
+    /// The domain's pages after the build (= what the simulator's calls added).
+    pub tot_pages: u64,
+    /// Time xenguest took on Xen.
+    pub elapsed: std::time::Duration,
+}
+
+/// Builds the existing domain `domid` (named `name`, for trace files) on Xen through
+/// privcmd, the same build on the simulator, and checks what they must agree on: the
+/// result line, every memory call in order, and the domain's page count.
+///
+/// # Panics
+/// When a build fails or the two disagree: this is a test helper, its message is the
+/// test's failure.
+pub fn build_compared(
+    xc: &xg_ctrl::XenCtrl,
+    domid: xg_ctrl::DomId,
+    name: &str,
+    spec: &GuestSpec,
+    build: &KernelBuild,
+) -> Compared {
+    use xg_ctrl::DomainOps;
+
+    use crate::trace::{memory_effect, read};
+
+    let real_trace = std::env::temp_dir().join(format!("{name}-xen.jsonl"));
+    let real = build
+        .run("privcmd", domid.0, spec, Some(&real_trace))
+        .expect("run xenguest");
+    assert!(
+        real.success(),
+        "{name}: build on Xen failed: {:?}\nstdout: {}\nstderr: {}",
+        real.status,
+        real.stdout,
+        real.stderr
+    );
+    let result = result_line(&real.stdout).expect("result line").to_owned();
+    let frames = result_frames(&result).expect("store and console frames");
+
+    let sim_trace = std::env::temp_dir().join(format!("{name}-sim.jsonl"));
+    let sim = build
+        .run("sim", domid.0, spec, Some(&sim_trace))
+        .expect("run xenguest on the simulator");
+    assert!(sim.success(), "{name}: build on the simulator failed: {}", sim.stderr);
+    assert_eq!(result_line(&sim.stdout), Some(result.as_str()), "{name}: result lines");
+    let real_fx = memory_effect(&read(&real_trace).expect("xen trace"));
+    let sim_fx = memory_effect(&read(&sim_trace).expect("simulator trace"));
+    if let Some(i) = (0..real_fx.calls.len().max(sim_fx.calls.len()))
+        .find(|&i| real_fx.calls.get(i) != sim_fx.calls.get(i))
+    {
+        panic!(
+            "{name}: memory call {i} differs:\n  xen: {:?}\n  sim: {:?}",
+            real_fx.calls.get(i),
+            sim_fx.calls.get(i)
+        );
+    }
+    let info = xc.domain_info(domid).expect("getdomaininfo");
+    assert_eq!(info.tot_pages, sim_fx.pages_added, "{name}: tot_pages vs simulator");
+    Compared {
+        result,
+        frames,
+        memory_calls: real_fx.calls.len(),
+        tot_pages: info.tot_pages,
+        elapsed: real.elapsed,
+    }
 }
 
 /// The `result:` line of a build's stdout, if any.
@@ -170,5 +307,16 @@ mod tests {
         );
         assert_eq!(summary_section(err, "stages"), vec!["meminit     1.000 ms"]);
         assert!(summary_section(err, "xenstore").is_empty());
+    }
+
+    #[test]
+    fn frames_of_result_lines() {
+        assert_eq!(result_frames("result:1044476 1044479"), Some((1044476, 1044479)));
+        assert_eq!(
+            result_frames("result:8193 8194 x86_64-abi"),
+            Some((8193, 8194))
+        );
+        assert_eq!(result_frames("result:12"), None);
+        assert_eq!(result_frames("error:12 13"), None);
     }
 }

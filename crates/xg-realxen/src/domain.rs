@@ -1,7 +1,7 @@
 //! Domains for tests: created the way xenopsd creates them, destroyed on drop.
 
 use xg_ctrl::{DomId, DomainConfig, DomainOps, XenCtrl};
-use xg_store::{Access, Perm, Store, TxId};
+use xg_store::{Access, Client, Perm, Store, TxId};
 
 /// Destroys its domain when dropped (errors ignored: the domain may already be gone).
 #[derive(Debug)]
@@ -39,9 +39,31 @@ pub enum CreateError {
     Store(#[source] xg_store::Error),
 }
 
-/// An HVM guest as xenopsd would start it.
+/// The event channel ports xenopsd allocates before it runs xenguest (`-store_port`,
+/// `-console_port`) and hands to xenstored and xenconsoled after the build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// The Xenstore ring's port.
+    pub store: u32,
+    /// The console ring's port.
+    pub console: u32,
+}
+
+impl Default for Ports {
+    /// Placeholder numbers for builds nothing will run (Xen only records them).
+    fn default() -> Ports {
+        Ports {
+            store: 1,
+            console: 2,
+        }
+    }
+}
+
+/// A guest as xenopsd would start it.
 #[derive(Debug, Clone)]
-pub struct HvmSpec {
+pub struct GuestSpec {
+    /// A PV domain (else HVM with HAP, also for PVH).
+    pub pv: bool,
     /// `memory.build_max_mib` (and the start memory: no PoD).
     pub mem_mib: u64,
     /// vCPUs (`platform/vcpu/number` and `current`).
@@ -51,11 +73,14 @@ pub struct HvmSpec {
     pub slack_kib: u64,
     /// `platform/*` keys besides the vCPU ones.
     pub platform: Vec<(String, String)>,
+    /// Event channels passed to xenguest: placeholders until [`alloc_ports`] replaces
+    /// them with real ones.
+    pub ports: Ports,
 }
 
-impl HvmSpec {
+impl GuestSpec {
     /// A small guest with the platform keys xapi writes for a default HVM VM.
-    pub fn small(mem_mib: u64, vcpus: u32) -> HvmSpec {
+    pub fn small(mem_mib: u64, vcpus: u32) -> GuestSpec {
         let platform = [
             ("acpi", "1"),
             ("apic", "1"),
@@ -69,7 +94,8 @@ impl HvmSpec {
             ("timeoffset", "0"),
             ("device-model", "qemu-upstream-compat"),
         ];
-        HvmSpec {
+        GuestSpec {
+            pv: false,
             mem_mib,
             vcpus,
             slack_kib: 1024,
@@ -77,7 +103,16 @@ impl HvmSpec {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            ports: Ports::default(),
         }
+    }
+
+    /// A small PV guest: [`GuestSpec::small`] without the HVM-only platform keys.
+    pub fn small_pv(mem_mib: u64, vcpus: u32) -> GuestSpec {
+        let mut spec = GuestSpec::small(mem_mib, vcpus);
+        spec.pv = true;
+        spec.platform.retain(|(k, _)| k == "nx" || k == "timeoffset");
+        spec
     }
 
     /// Every `platform/` key (relative to the platform directory) this guest gets.
@@ -106,18 +141,19 @@ const GUEST_WRITABLE: &[&str] = &[
 /// Directories the guest may only read.
 const GUEST_READONLY: &[&str] = &["cpu", "memory", "device", "platform"];
 
-/// Creates an empty HVM+HAP domain as xenopsd does before it runs xenguest: createdomain,
+/// Creates an empty domain (HVM+HAP, or PV for [`GuestSpec::pv`]) as xenopsd does before
+/// it runs xenguest: createdomain,
 /// max_vcpus, max_mem, then `/local/domain/<id>` (dom0-owned, guest-readable) with its
 /// subdirectories, `name`, `domid`, and the `platform/` keys, in one transaction.
 pub fn create_like_xenopsd(
     xc: &XenCtrl,
     xs: &impl Store,
     name: &str,
-    spec: &HvmSpec,
+    spec: &GuestSpec,
 ) -> Result<DomId, CreateError> {
     let config = DomainConfig {
-        hvm: true,
-        hap: true,
+        hvm: !spec.pv,
+        hap: !spec.pv,
         max_vcpus: spec.vcpus,
         ..DomainConfig::default()
     };
@@ -138,7 +174,7 @@ pub fn create_like_xenopsd(
     Ok(domid)
 }
 
-fn write_store(xs: &impl Store, domid: DomId, name: &str, spec: &HvmSpec) -> xg_store::Result<()> {
+fn write_store(xs: &impl Store, domid: DomId, name: &str, spec: &GuestSpec) -> xg_store::Result<()> {
     let d = u32::from(domid.0);
     let dom = format!("/local/domain/{d}");
     let readonly = vec![
@@ -175,6 +211,47 @@ fn write_store(xs: &impl Store, domid: DomId, name: &str, spec: &HvmSpec) -> xg_
         }
         Ok(())
     })
+}
+
+/// Allocates the Xenstore and console event channels of `domid` for dom0 to bind, as
+/// xenopsd's `build_pre` does, and records them in `spec`.
+pub fn alloc_ports(xc: &XenCtrl, domid: DomId, spec: &mut GuestSpec) -> Result<Ports, CreateError> {
+    let port = || {
+        xc.alloc_unbound_evtchn(domid, DomId(0))
+            .map_err(CreateError::Xen)
+    };
+    let ports = Ports {
+        store: port()?,
+        console: port()?,
+    };
+    spec.ports = ports;
+    Ok(ports)
+}
+
+/// What xenopsd's `build_post` does after xenguest: writes the rings' keys under
+/// `/local/domain/<id>/{store,console}` (xenconsoled watches the console ones) in one
+/// transaction, then introduces the domain to xenstored, which maps the store ring and
+/// binds its port. `store_frame` and `console_frame` are the frames of xenguest's result
+/// line (gfns for HVM and PVH, mfns for PV).
+pub fn start_like_xenopsd(
+    xs: &Client,
+    domid: DomId,
+    ports: Ports,
+    store_frame: u64,
+    console_frame: u64,
+) -> xg_store::Result<()> {
+    let d = u32::from(domid.0);
+    let dom = format!("/local/domain/{d}");
+    xg_store::transaction(xs, |tx: TxId| {
+        xs.write(tx, &format!("{dom}/store/port"), ports.store.to_string().as_bytes())?;
+        xs.write(tx, &format!("{dom}/store/ring-ref"), store_frame.to_string().as_bytes())?;
+        xs.write(tx, &format!("{dom}/console/port"), ports.console.to_string().as_bytes())?;
+        xs.write(tx, &format!("{dom}/console/ring-ref"), console_frame.to_string().as_bytes())?;
+        xs.write(tx, &format!("{dom}/console/limit"), b"1048576")?;
+        xs.write(tx, &format!("{dom}/console/type"), b"xenconsoled")?;
+        Ok(())
+    })?;
+    xs.introduce(d, store_frame, ports.store)
 }
 
 /// Removes `/local/domain/<id>` (what xenopsd does after destroying a domain).

@@ -6,7 +6,8 @@
 //! `--include-ignored`; see docs/REAL-XEN.md.
 //!
 //! Modules: [`build`] runs our `xenguest` like xenopsd, [`cmd`] runs Debian's tools (`xl`, `xenstore-*`) and parses their output,
-//! [`domain`] creates domains the way xenopsd does and destroys them on drop,
+//! [`console`] reads guest consoles from xenconsoled's logs,
+//! [`domain`] creates domains the way xenopsd does (before and after the build) and destroys them on drop,
 //! [`trace`] reads our hypercall traces and reduces them to what two backends must agree on.
 //!
 //! # Walkthrough
@@ -20,7 +21,7 @@
 //! assert!(in_dom0(), "run me with cargo xtask xen-test");
 //! let xc = xg_ctrl::XenCtrl::open().unwrap();
 //! let xs = xg_store::Client::open().unwrap();
-//! let spec = domain::HvmSpec::small(256, 1);
+//! let spec = domain::GuestSpec::small(256, 1);
 //! let domid = domain::create_like_xenopsd(&xc, &xs, "xg-doc", &spec).unwrap();
 //! let _destroy_on_drop = domain::Guard::new(&xc, domid);
 //! let run = build::hvm_build_privcmd(domid.0, &spec, None).unwrap();
@@ -31,6 +32,7 @@
 
 pub mod build;
 pub mod cmd;
+pub mod console;
 pub mod domain;
 pub mod trace;
 

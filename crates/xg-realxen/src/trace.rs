@@ -94,6 +94,7 @@ pub struct Populate {
 pub const MEMORY_CALLS: &[&str] = &[
     "populate_physmap",
     "populate_physmap_exact",
+    "populate_physmap_mfns",
     "decrease_reservation",
     "claim_pages",
     "set_pod_target",
@@ -104,12 +105,12 @@ pub const MEMORY_CALLS: &[&str] = &[
 ];
 
 /// A call without what differs between two runs of the same build: `seq` (other calls
-/// may interleave), `domid` and `errno` text.
+/// may interleave), `domid`, and the machine frames Xen picked (`first_mfn`).
 pub fn normalise(r: &Value) -> Value {
     match r {
         Value::Object(m) => Value::Object(
             m.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "seq" | "domid" | "new_domid"))
+                .filter(|(k, _)| !matches!(k.as_str(), "seq" | "domid" | "new_domid" | "first_mfn"))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         ),
@@ -153,7 +154,7 @@ pub fn memory_effect(records: &[Value]) -> MemoryEffect {
             calls.push(normalise(r));
         }
         match name {
-            c @ ("populate_physmap" | "populate_physmap_exact") => {
+            c @ ("populate_physmap" | "populate_physmap_exact" | "populate_physmap_mfns") => {
                 let p = Populate {
                     call: c.to_owned(),
                     nr_extents: u64_of(r, "nr_extents"),

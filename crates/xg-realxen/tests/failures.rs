@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use xg_ctrl::{DomId, DomainOps, XenCtrl};
 use xg_realxen::build::{error_lines, hvm_build_privcmd, result_line};
-use xg_realxen::domain::{create_like_xenopsd, remove_store, Guard, HvmSpec};
+use xg_realxen::domain::{create_like_xenopsd, remove_store, Guard, GuestSpec};
 use xg_store::Client;
 
 fn setup() -> (XenCtrl, Client) {
@@ -44,7 +44,7 @@ fn assert_clean_failure(out: &xg_realxen::cmd::Finished) -> Vec<String> {
 #[ignore = "needs dom0 of a real Xen: run `cargo xtask xen-test`"]
 fn max_mem_below_the_request() {
     let (xc, xs) = setup();
-    let spec = HvmSpec::small(128, 1);
+    let spec = GuestSpec::small(128, 1);
     let d = create_like_xenopsd(&xc, &xs, "xg-fail-maxmem", &spec).expect("create");
     let dom = Guard::new(&xc, d);
     // The toolstack got it wrong: max_mem is half the build's memory.
@@ -66,7 +66,7 @@ fn max_mem_below_the_request() {
 #[ignore = "needs dom0 of a real Xen: run `cargo xtask xen-test`"]
 fn impossible_affinity() {
     let (xc, xs) = setup();
-    let mut spec = HvmSpec::small(64, 1);
+    let mut spec = GuestSpec::small(64, 1);
     // Only pCPU 7, which this 2-CPU host does not have.
     spec.platform
         .push(("vcpu/0/affinity".to_owned(), "00000001".to_owned()));

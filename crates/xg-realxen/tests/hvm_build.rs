@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use xg_ctrl::{DomainOps, XenCtrl};
 use xg_realxen::build::{hvm_build_privcmd, hvm_build_sim, result_line, summary_section};
 use xg_realxen::cmd::xl;
-use xg_realxen::domain::{create_like_xenopsd, remove_store, Guard, HvmSpec};
+use xg_realxen::domain::{create_like_xenopsd, remove_store, Guard, GuestSpec};
 use xg_realxen::report;
 use xg_realxen::trace::{memory_effect, read};
 use xg_store::Client;
@@ -49,7 +49,7 @@ fn wait_dmesg(needle: &str, timeout: Duration) -> Option<Vec<String>> {
 #[ignore = "needs dom0 of a real Xen: run `cargo xtask xen-test`"]
 fn hvm_build_matches_simulator_and_runs_hvmloader() {
     let (xc, xs) = setup();
-    let spec = HvmSpec::small(128, 2);
+    let spec = GuestSpec::small(128, 2);
     let domid = create_like_xenopsd(&xc, &xs, "xg-hvm-build", &spec).expect("create domain");
     let dom = Guard::new(&xc, domid);
     let d = dom.domid();
@@ -193,7 +193,7 @@ fn hvm_build_matches_simulator_and_runs_hvmloader() {
     remove_store(&xs, d).expect("remove xenstore dir");
 }
 
-fn xl_config(name: &str, spec: &HvmSpec) -> PathBuf {
+fn xl_config(name: &str, spec: &GuestSpec) -> PathBuf {
     let path = tmp(&format!("{name}.cfg"));
     let text = format!(
         "name = \"{name}\"\ntype = \"hvm\"\nmemory = {m}\nmaxmem = {m}\nvcpus = {v}\n\
@@ -254,7 +254,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[ignore = "needs dom0 of a real Xen: run `cargo xtask xen-test`"]
 fn timing_xenguest_vs_xl_create() {
     let (xc, xs) = setup();
-    let spec = HvmSpec::small(256, 2);
+    let spec = GuestSpec::small(256, 2);
     let rounds = 3;
     // What starting the (static) binary costs here: `-supports` exits right after parsing.
     let prog = xg_realxen::xenguest_path().display().to_string();

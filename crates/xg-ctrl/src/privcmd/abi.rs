@@ -10,7 +10,7 @@ use std::mem::size_of;
 use super::buffer::Pod;
 
 pub(crate) use xg_sys::{
-    multicall_entry, xen_cpuid_leaf, xen_domctl, xen_domctl__bindgen_ty_1, xen_foreign_memory_map,
+    evtchn_alloc_unbound, multicall_entry, xen_cpuid_leaf, xen_domctl, xen_domctl__bindgen_ty_1, xen_foreign_memory_map,
     xen_hvm_param, xen_memory_reservation, xen_msr_entry, xen_pod_target, xen_sysctl,
     xen_sysctl__bindgen_ty_1, xen_sysctl_cputopo, xen_sysctl_meminfo,
 };
@@ -27,6 +27,17 @@ pub(crate) struct E820Entry {
 // The interface versions this crate announces are the ones of the generated headers.
 const _: () = assert!(crate::ops::DOMCTL_INTERFACE_VERSION == xg_sys::XEN_DOMCTL_INTERFACE_VERSION);
 const _: () = assert!(crate::ops::SYSCTL_INTERFACE_VERSION == xg_sys::XEN_SYSCTL_INTERFACE_VERSION);
+// So are the getdomaininfo flags DomainInfo decodes.
+const _: () = {
+    use crate::ops::dominf;
+    assert!(dominf::DYING == xg_sys::XEN_DOMINF_dying);
+    assert!(dominf::HVM_GUEST == xg_sys::XEN_DOMINF_hvm_guest);
+    assert!(dominf::SHUTDOWN == xg_sys::XEN_DOMINF_shutdown);
+    assert!(dominf::PAUSED == xg_sys::XEN_DOMINF_paused);
+    assert!(dominf::HAP == xg_sys::XEN_DOMINF_hap);
+    assert!(dominf::SHUTDOWN_SHIFT == xg_sys::XEN_DOMINF_shutdownshift);
+    assert!(dominf::SHUTDOWN_MASK == xg_sys::XEN_DOMINF_shutdownmask);
+};
 
 macro_rules! pod_sized {
     ($($ty:ty = $size:expr),* $(,)?) => {$(
@@ -46,6 +57,7 @@ pod_sized! {
     xen_pod_target = 40,
     xen_foreign_memory_map = 24,
     xen_hvm_param = 16,
+    evtchn_alloc_unbound = 8,
     xen_cpuid_leaf = 24,
     xen_msr_entry = 16,
     xen_sysctl_meminfo = 16,

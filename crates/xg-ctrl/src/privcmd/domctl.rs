@@ -410,6 +410,10 @@ impl DomainOps for XenCtrl {
         hvm::get_param(&self.privcmd, domid, param)
     }
 
+    fn alloc_unbound_evtchn(&self, domid: DomId, remote: DomId) -> Result<u32> {
+        super::evtchn::alloc_unbound(&self.privcmd, domid, remote)
+    }
+
     fn domain_cpu_policy(&self, domid: DomId) -> Result<CpuPolicy> {
         const OP: Op = "domctl get_cpu_policy";
         // NULL arrays: Xen reports the maximum counts.

@@ -20,6 +20,7 @@ pub(crate) mod nr {
     pub(crate) const HVM_OP: u64 = xg_sys::__HYPERVISOR_hvm_op as u64;
     pub(crate) const SYSCTL: u64 = xg_sys::__HYPERVISOR_sysctl as u64;
     pub(crate) const DOMCTL: u64 = xg_sys::__HYPERVISOR_domctl as u64;
+    pub(crate) const EVENT_CHANNEL_OP: u64 = xg_sys::__HYPERVISOR_event_channel_op as u64;
 }
 
 /// How often an ioctl that failed with EINTR or EAGAIN is reissued.

@@ -29,6 +29,7 @@
 mod abi;
 mod buffer;
 mod domctl;
+mod evtchn;
 mod foreign;
 mod hvm;
 mod hypercall;

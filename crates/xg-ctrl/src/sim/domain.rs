@@ -68,6 +68,8 @@ pub struct Domain {
     pub misaligned_extents: u64,
     /// PV state (machine-frame index, shared info, vCPU contexts, pins).
     pub pv: PvState,
+    /// Unbound event channels: port → the domain allowed to bind it.
+    pub unbound_evtchns: BTreeMap<u32, u16>,
 }
 
 /// What a PV build leaves in a domain besides its memory.
@@ -149,6 +151,7 @@ impl Domain {
             grant_frame: Box::new([0; FRAME]),
             misaligned_extents: 0,
             pv: PvState::default(),
+            unbound_evtchns: BTreeMap::new(),
         }
     }
 

@@ -967,6 +967,20 @@ impl DomainOps for Simulator {
         })
     }
 
+    fn alloc_unbound_evtchn(&self, domid: DomId, remote: DomId) -> Result<u32> {
+        const OP: &str = "alloc_unbound_evtchn";
+        self.call(OP, |st| {
+            let d = st.dom(OP, domid)?;
+            // Port 0 is reserved; Xen hands out the lowest free port up to the domain's
+            // max_evtchn_port.
+            let port = (1..=d.config.max_evtchn_port)
+                .find(|p| !d.unbound_evtchns.contains_key(p))
+                .ok_or(op_err(OP, ENOSPC))?;
+            d.unbound_evtchns.insert(port, remote.0);
+            Ok(port)
+        })
+    }
+
     fn domain_cpu_policy(&self, domid: DomId) -> Result<CpuPolicy> {
         const OP: &str = "domain_cpu_policy";
         self.call(OP, |st| Ok(st.dom(OP, domid)?.cpu_policy.clone()))

@@ -404,3 +404,19 @@ fn set_hvm_context_bounces_the_blob() {
     });
     xc.set_hvm_context(DomId(1), b"hello").unwrap();
 }
+
+#[test]
+fn unbound_event_channel_is_allocated_for_the_remote_domain() {
+    let xc = ctrl();
+    let _g = mock::on_hypercall(|call| {
+        assert_eq!(call.op, nr::EVENT_CHANNEL_OP);
+        assert_eq!(call.arg[0], 6, "EVTCHNOP_alloc_unbound");
+        // SAFETY: the bounced evtchn_alloc_unbound.
+        let p = unsafe { peek_bytes(call.arg[1], 8) };
+        assert_eq!((u16_at(&p, 0), u16_at(&p, 2)), (9, 0));
+        // SAFETY: the port field of the live request.
+        unsafe { poke(call.arg[1] + 4, 3u32) };
+        Ok(0)
+    });
+    assert_eq!(xc.alloc_unbound_evtchn(DomId(9), DomId(0)).unwrap(), 3);
+}
