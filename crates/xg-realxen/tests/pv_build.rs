@@ -17,7 +17,7 @@ use xg_realxen::domain::{
     alloc_ports, create_like_xenopsd, remove_store, start_like_xenopsd, GuestSpec, Guard,
 };
 use xg_realxen::report;
-use xg_store::Client;
+use xg_store::{Client, Store, TxId};
 
 fn setup() -> (XenCtrl, Client) {
     assert!(xg_realxen::in_dom0(), "not in dom0 of a real Xen");
@@ -121,6 +121,12 @@ fn debian_linux_reaches_init_as_pv_guest() {
         w.tail(40),
         xen_console_of(d.0)
     );
+    // Linux's xenbus announces the shutdown requests it handles under control/: the
+    // guest reached xenstored through the ring and port we handed over.
+    let feature = xs
+        .read_opt(TxId::NONE, &format!("/local/domain/{}/control/feature-poweroff", d.0))
+        .expect("read control/feature-poweroff");
+    assert_eq!(feature.as_deref(), Some(&b"1"[..]), "{name}: the guest wrote no control/feature-poweroff");
     let up = w.elapsed;
     let off = console::wait_for(&xc, d, name, &["never printed"], Duration::from_secs(60));
     assert_eq!(off.outcome, Outcome::ShutDown(0), "{name}: poweroff after /init");

@@ -16,7 +16,7 @@ use xg_realxen::domain::{
     alloc_ports, create_like_xenopsd, remove_store, start_like_xenopsd, GuestSpec, Guard,
 };
 use xg_realxen::report;
-use xg_store::Client;
+use xg_store::{Client, Store, TxId};
 
 fn setup() -> (XenCtrl, Client) {
     assert!(xg_realxen::in_dom0(), "not in dom0 of a real Xen");
@@ -167,20 +167,26 @@ fn debian_linux_reaches_init_as_pvh_guest() {
             &guest[guest.len().saturating_sub(30)..]
         );
     }
-    let up = w.elapsed;
-    // The /init powers off: a clean poweroff, not a crash.
-    let off = console::wait_for(&xc, d, name, &["never printed"], Duration::from_secs(60));
-    assert_eq!(off.outcome, Outcome::ShutDown(0), "{name}: poweroff after /init");
+    // The /init then asks for a poweroff, which a PVH guest cannot do here (its FADT is
+    // hardware-reduced and no ACPI sleep register exists, as with libxl's tables): the
+    // domain keeps running until it is destroyed. Reaching /init is what is checked.
+    // Linux's xenbus announces the shutdown requests it handles under control/: the
+    // guest reached xenstored through the ring and port we handed over.
+    let feature = xs
+        .read_opt(TxId::NONE, &format!("/local/domain/{}/control/feature-poweroff", d.0))
+        .expect("read control/feature-poweroff");
+    assert_eq!(feature.as_deref(), Some(&b"1"[..]), "{name}: the guest wrote no control/feature-poweroff");
+    let info = xc.domain_info(d).expect("getdomaininfo");
+    assert_eq!(info.shutdown_reason(), None, "{name}: shut down early");
     report(&format!(
         "{name}: pvh_build {:.1} ms, {}; {} memory calls = simulator; ports store {} console {}; \
-         /init on hvc0 {:.2} s after unpause, poweroff {:.2} s later",
+         /init on hvc0 (xenconsoled, xenstored) {:.2} s after unpause",
         built.elapsed.as_secs_f64() * 1e3,
         built.result,
         built.memory_calls,
         ports.store,
         ports.console,
-        up.as_secs_f64(),
-        off.elapsed.as_secs_f64()
+        w.elapsed.as_secs_f64()
     ));
     let _ = xs.release(u32::from(d.0));
     drop(dom);
