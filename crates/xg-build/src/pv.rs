@@ -231,6 +231,14 @@ where
     let image = build_pv_image(hv, domid, &inputs, &memory.p2m).map_err(image_error)?;
     t.lap("build_image + boot_image + gnttab");
 
+    if flags.pae == 0 {
+        // As in C, a missing or false platform/pae clears PAE; Xen then drops long mode
+        // too (PAE is a prerequisite of LM), and a 64-bit kernel faults on its first
+        // wrmsr of a segment base.
+        log::warn!(
+            "WARNING: platform key platform/pae is off: Xen hides long mode from the guest, a 64-bit PV kernel will not boot"
+        );
+    }
     let cpu_policy = cpuid_policy(hv, domid, &flags)?;
     t.lap("cpuid");
 

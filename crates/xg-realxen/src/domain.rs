@@ -107,11 +107,13 @@ impl GuestSpec {
         }
     }
 
-    /// A small PV guest: [`GuestSpec::small`] without the HVM-only platform keys.
+    /// A small PV guest: [`GuestSpec::small`] without a device model. xapi keeps the
+    /// VM's platform keys for PV too; `pae` matters: without it xenguest clears PAE and
+    /// Xen then hides long mode from a 64-bit kernel.
     pub fn small_pv(mem_mib: u64, vcpus: u32) -> GuestSpec {
         let mut spec = GuestSpec::small(mem_mib, vcpus);
         spec.pv = true;
-        spec.platform.retain(|(k, _)| k == "nx" || k == "timeoffset");
+        spec.platform.retain(|(k, _)| k != "device-model");
         spec
     }
 

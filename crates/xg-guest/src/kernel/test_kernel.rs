@@ -7,7 +7,8 @@
 //!   the right magic, then halts with interrupts off.
 //! * [`test_pv_kernel`]: an ELF64 x86-64 PV kernel at [`TEST_PV_VIRT_BASE`] with the
 //!   PV notes and a hypercall page. It writes [`TEST_PV_BANNER`] with
-//!   `HYPERVISOR_console_io`, then asks for a poweroff (`SCHEDOP_shutdown`) and spins.
+//!   `HYPERVISOR_console_io`, then checks its start info's magic and asks for a poweroff
+//!   if it is right, a reboot if not (`SCHEDOP_shutdown`), and spins.
 //! * [`Elf64Writer`]: ELF64 x86-64 images with any segments and notes.
 
 use crate::firmware::{pad_to, Elf32Writer, PF_R, PF_W, PF_X, PT_LOAD, PT_NOTE};
@@ -83,29 +84,45 @@ fn rel32(target: u64, next: u64) -> [u8; 4] {
     i32::try_from(d).unwrap_or(0).to_le_bytes()
 }
 
-/// The PV test kernel's first page: code (offsets relative to `virt_base`), the
-/// shutdown reason and the banner.
+/// Offset of the banner in [`test_pv_kernel_code`].
+pub const TEST_PV_BANNER_OFFSET: usize = 68;
+
+/// The PV test kernel's first page: code (offsets relative to `virt_base`), then the
+/// banner. Entered with `rsi` = the start info's virtual address (the PV boot ABI) and
+/// `rsp` on the boot stack, it writes the banner with `HYPERVISOR_console_io` (Xen
+/// refuses that to a domU unless built with VERBOSE_DEBUG; the result is ignored),
+/// then checks the start info's magic begins `"xen-3.0-"` and calls
+/// `SCHEDOP_shutdown` with `SHUTDOWN_poweroff` if it does, `SHUTDOWN_reboot` if not.
+/// A fault anywhere (bad page tables, context or hypercall page) makes Xen crash the
+/// domain instead, so the shutdown reason tells the three apart.
 pub fn test_pv_kernel_code() -> Vec<u8> {
-    const REASON: u64 = 40;
-    const MSG: u64 = 44;
     const CONSOLE_IO: u64 = 0x1000 + 18 * 32;
     const SCHED_OP: u64 = 0x1000 + 29 * 32;
+    const MSG: u64 = TEST_PV_BANNER_OFFSET as u64;
     let len = u32::try_from(TEST_PV_BANNER.len()).unwrap_or(0);
-    let mut c = vec![0x31, 0xFF]; // 0: xor edi, edi (CONSOLEIO_write)
-    c.push(0xBE); // 2: mov esi, len
+    let mut c = vec![0x48, 0x89, 0xF3]; // 0: mov rbx, rsi (kept across hypercalls)
+    c.extend_from_slice(&[0x31, 0xFF]); // 3: xor edi, edi (CONSOLEIO_write)
+    c.push(0xBE); // 5: mov esi, len
     c.extend_from_slice(&len.to_le_bytes());
-    c.extend_from_slice(&[0x48, 0x8D, 0x15]); // 7: lea rdx, [rip + MSG]
-    c.extend_from_slice(&rel32(MSG, 14));
-    c.push(0xE8); // 14: call console_io
-    c.extend_from_slice(&rel32(CONSOLE_IO, 19));
-    c.extend_from_slice(&[0xBF, 2, 0, 0, 0]); // 19: mov edi, SCHEDOP_shutdown
-    c.extend_from_slice(&[0x48, 0x8D, 0x35]); // 24: lea rsi, [rip + REASON]
-    c.extend_from_slice(&rel32(REASON, 31));
-    c.push(0xE8); // 31: call sched_op
-    c.extend_from_slice(&rel32(SCHED_OP, 36));
-    c.extend_from_slice(&[0xEB, 0xFE, 0x90, 0x90]); // 36: jmp $
-    c.extend_from_slice(&0u32.to_le_bytes()); // 40: SHUTDOWN_poweroff
-    c.extend_from_slice(TEST_PV_BANNER); // 44
+    c.extend_from_slice(&[0x48, 0x8D, 0x15]); // 10: lea rdx, [rip + MSG]
+    c.extend_from_slice(&rel32(MSG, 17));
+    c.push(0xE8); // 17: call console_io
+    c.extend_from_slice(&rel32(CONSOLE_IO, 22));
+    c.extend_from_slice(&[0x48, 0x8B, 0x03]); // 22: mov rax, [rbx] (magic)
+    c.extend_from_slice(&[0x48, 0xB9]); // 25: mov rcx, "xen-3.0-"
+    c.extend_from_slice(b"xen-3.0-");
+    c.extend_from_slice(&[0x31, 0xF6]); // 35: xor esi, esi (SHUTDOWN_poweroff)
+    c.extend_from_slice(&[0x48, 0x39, 0xC8]); // 37: cmp rax, rcx
+    c.extend_from_slice(&[0x74, 0x05]); // 40: je 47
+    c.extend_from_slice(&[0xBE, 1, 0, 0, 0]); // 42: mov esi, SHUTDOWN_reboot
+    c.push(0x56); // 47: push rsi (struct sched_shutdown on the stack)
+    c.extend_from_slice(&[0x48, 0x89, 0xE6]); // 48: mov rsi, rsp
+    c.extend_from_slice(&[0xBF, 2, 0, 0, 0]); // 51: mov edi, SCHEDOP_shutdown
+    c.push(0xE8); // 56: call sched_op
+    c.extend_from_slice(&rel32(SCHED_OP, 61));
+    c.extend_from_slice(&[0xEB, 0xFE]); // 61: jmp $
+    c.resize(TEST_PV_BANNER_OFFSET, 0x90);
+    c.extend_from_slice(TEST_PV_BANNER);
     c
 }
 
@@ -251,6 +268,25 @@ pub fn note_bytes(name: &str, n_type: u32, desc: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pv_code_layout() {
+        let c = test_pv_kernel_code();
+        let rel_at = |at: usize| {
+            let b: [u8; 4] = c[at..at + 4].try_into().unwrap();
+            i64::from(i32::from_le_bytes(b))
+        };
+        // Every call and rip-relative operand lands where it must.
+        assert_eq!(c[17], 0xE8);
+        assert_eq!(18 + 4 + rel_at(18), 0x1000 + 18 * 32, "console_io slot");
+        assert_eq!(c[56], 0xE8);
+        assert_eq!(57 + 4 + rel_at(57), 0x1000 + 29 * 32, "sched_op slot");
+        assert_eq!(13 + 4 + rel_at(13), 68, "banner");
+        assert_eq!(&c[27..35], b"xen-3.0-");
+        assert_eq!((c[40], 40 + 2 + usize::from(c[41])), (0x74, 47), "je to push");
+        assert_eq!(&c[61..63], &[0xEB, 0xFE]);
+        assert_eq!(&c[TEST_PV_BANNER_OFFSET..], TEST_PV_BANNER);
+    }
 
     #[test]
     fn code_layout() {
