@@ -745,7 +745,13 @@ impl<H: DomainOps> DomainOps for Traced<H> {
     fn alloc_unbound_evtchn(&self, domid: DomId, remote: DomId) -> Result<u32> {
         let r = self.inner.alloc_unbound_evtchn(domid, remote);
         let f = fields! { "domid" => domid.0, "remote" => remote.0 };
-        finish(&self.sink, "alloc_unbound_evtchn", f, &r, |p| fields! { "port" => p });
+        finish(
+            &self.sink,
+            "alloc_unbound_evtchn",
+            f,
+            &r,
+            |p| fields! { "port" => p },
+        );
         r
     }
 

@@ -248,13 +248,21 @@ pub fn build_compared(
     let sim = build
         .run("sim", domid.0, spec, Some(&sim_trace))
         .expect("run xenguest on the simulator");
-    assert!(sim.success(), "{name}: build on the simulator failed: {}", sim.stderr);
+    assert!(
+        sim.success(),
+        "{name}: build on the simulator failed: {}",
+        sim.stderr
+    );
     let sim_result = result_line(&sim.stdout).unwrap_or_default();
     if matches!(build, KernelBuild::Pv(_)) {
         // A PV result names machine frames, which each host picks: only the protocol
         // after them must agree.
         let protocol = |r: &str| r.split_whitespace().nth(2).map(str::to_owned);
-        assert_eq!(protocol(sim_result), protocol(&result), "{name}: PV protocols");
+        assert_eq!(
+            protocol(sim_result),
+            protocol(&result),
+            "{name}: PV protocols"
+        );
     } else {
         assert_eq!(sim_result, result, "{name}: result lines");
     }
@@ -270,7 +278,10 @@ pub fn build_compared(
         );
     }
     let info = xc.domain_info(domid).expect("getdomaininfo");
-    assert_eq!(info.tot_pages, sim_fx.pages_added, "{name}: tot_pages vs simulator");
+    assert_eq!(
+        info.tot_pages, sim_fx.pages_added,
+        "{name}: tot_pages vs simulator"
+    );
     Compared {
         result,
         frames,
@@ -320,7 +331,10 @@ mod tests {
 
     #[test]
     fn frames_of_result_lines() {
-        assert_eq!(result_frames("result:1044476 1044479"), Some((1044476, 1044479)));
+        assert_eq!(
+            result_frames("result:1044476 1044479"),
+            Some((1044476, 1044479))
+        );
         assert_eq!(
             result_frames("result:8193 8194 x86_64-abi"),
             Some((8193, 8194))

@@ -72,7 +72,11 @@ pub fn wait_for(
         if let Some(outcome) = outcome {
             return Waited {
                 outcome,
-                log: if outcome == Outcome::Seen { log } else { read() },
+                log: if outcome == Outcome::Seen {
+                    log
+                } else {
+                    read()
+                },
                 elapsed: start.elapsed(),
             };
         }

@@ -176,7 +176,12 @@ pub fn create_like_xenopsd(
     Ok(domid)
 }
 
-fn write_store(xs: &impl Store, domid: DomId, name: &str, spec: &GuestSpec) -> xg_store::Result<()> {
+fn write_store(
+    xs: &impl Store,
+    domid: DomId,
+    name: &str,
+    spec: &GuestSpec,
+) -> xg_store::Result<()> {
     let d = u32::from(domid.0);
     let dom = format!("/local/domain/{d}");
     let readonly = vec![
@@ -245,10 +250,26 @@ pub fn start_like_xenopsd(
     let d = u32::from(domid.0);
     let dom = format!("/local/domain/{d}");
     xg_store::transaction(xs, |tx: TxId| {
-        xs.write(tx, &format!("{dom}/store/port"), ports.store.to_string().as_bytes())?;
-        xs.write(tx, &format!("{dom}/store/ring-ref"), store_frame.to_string().as_bytes())?;
-        xs.write(tx, &format!("{dom}/console/port"), ports.console.to_string().as_bytes())?;
-        xs.write(tx, &format!("{dom}/console/ring-ref"), console_frame.to_string().as_bytes())?;
+        xs.write(
+            tx,
+            &format!("{dom}/store/port"),
+            ports.store.to_string().as_bytes(),
+        )?;
+        xs.write(
+            tx,
+            &format!("{dom}/store/ring-ref"),
+            store_frame.to_string().as_bytes(),
+        )?;
+        xs.write(
+            tx,
+            &format!("{dom}/console/port"),
+            ports.console.to_string().as_bytes(),
+        )?;
+        xs.write(
+            tx,
+            &format!("{dom}/console/ring-ref"),
+            console_frame.to_string().as_bytes(),
+        )?;
         xs.write(tx, &format!("{dom}/console/limit"), b"1048576")?;
         xs.write(tx, &format!("{dom}/console/type"), b"xenconsoled")?;
         Ok(())

@@ -14,7 +14,7 @@ use xg_realxen::build::{build_compared, KernelBuild, PvImage};
 use xg_realxen::cmd::xl;
 use xg_realxen::console::{self, Outcome};
 use xg_realxen::domain::{
-    alloc_ports, create_like_xenopsd, remove_store, start_like_xenopsd, GuestSpec, Guard,
+    alloc_ports, create_like_xenopsd, remove_store, start_like_xenopsd, Guard, GuestSpec,
 };
 use xg_realxen::report;
 use xg_store::{Client, Store, TxId};
@@ -124,12 +124,23 @@ fn debian_linux_reaches_init_as_pv_guest() {
     // Linux's xenbus announces the shutdown requests it handles under control/: the
     // guest reached xenstored through the ring and port we handed over.
     let feature = xs
-        .read_opt(TxId::NONE, &format!("/local/domain/{}/control/feature-poweroff", d.0))
+        .read_opt(
+            TxId::NONE,
+            &format!("/local/domain/{}/control/feature-poweroff", d.0),
+        )
         .expect("read control/feature-poweroff");
-    assert_eq!(feature.as_deref(), Some(&b"1"[..]), "{name}: the guest wrote no control/feature-poweroff");
+    assert_eq!(
+        feature.as_deref(),
+        Some(&b"1"[..]),
+        "{name}: the guest wrote no control/feature-poweroff"
+    );
     let up = w.elapsed;
     let off = console::wait_for(&xc, d, name, &["never printed"], Duration::from_secs(60));
-    assert_eq!(off.outcome, Outcome::ShutDown(0), "{name}: poweroff after /init");
+    assert_eq!(
+        off.outcome,
+        Outcome::ShutDown(0),
+        "{name}: poweroff after /init"
+    );
     report(&format!(
         "{name}: linux_build {:.1} ms, {}; {} memory calls = simulator; ports store {} console {}; \
          /init on hvc0 {:.2} s after unpause, poweroff {:.2} s later",

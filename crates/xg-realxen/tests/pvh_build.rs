@@ -13,7 +13,7 @@ use xg_realxen::build::{build_compared, KernelBuild, PvhImage};
 use xg_realxen::cmd::xl;
 use xg_realxen::console::{self, Outcome};
 use xg_realxen::domain::{
-    alloc_ports, create_like_xenopsd, remove_store, start_like_xenopsd, GuestSpec, Guard,
+    alloc_ports, create_like_xenopsd, remove_store, start_like_xenopsd, Guard, GuestSpec,
 };
 use xg_realxen::report;
 use xg_store::{Client, Store, TxId};
@@ -173,9 +173,16 @@ fn debian_linux_reaches_init_as_pvh_guest() {
     // Linux's xenbus announces the shutdown requests it handles under control/: the
     // guest reached xenstored through the ring and port we handed over.
     let feature = xs
-        .read_opt(TxId::NONE, &format!("/local/domain/{}/control/feature-poweroff", d.0))
+        .read_opt(
+            TxId::NONE,
+            &format!("/local/domain/{}/control/feature-poweroff", d.0),
+        )
         .expect("read control/feature-poweroff");
-    assert_eq!(feature.as_deref(), Some(&b"1"[..]), "{name}: the guest wrote no control/feature-poweroff");
+    assert_eq!(
+        feature.as_deref(),
+        Some(&b"1"[..]),
+        "{name}: the guest wrote no control/feature-poweroff"
+    );
     let info = xc.domain_info(d).expect("getdomaininfo");
     assert_eq!(info.shutdown_reason(), None, "{name}: shut down early");
     report(&format!(

@@ -10,9 +10,9 @@ use std::mem::size_of;
 use super::buffer::Pod;
 
 pub(crate) use xg_sys::{
-    evtchn_alloc_unbound, multicall_entry, xen_cpuid_leaf, xen_domctl, xen_domctl__bindgen_ty_1, xen_foreign_memory_map,
-    xen_hvm_param, xen_memory_reservation, xen_msr_entry, xen_pod_target, xen_sysctl,
-    xen_sysctl__bindgen_ty_1, xen_sysctl_cputopo, xen_sysctl_meminfo,
+    evtchn_alloc_unbound, multicall_entry, xen_cpuid_leaf, xen_domctl, xen_domctl__bindgen_ty_1,
+    xen_foreign_memory_map, xen_hvm_param, xen_memory_reservation, xen_msr_entry, xen_pod_target,
+    xen_sysctl, xen_sysctl__bindgen_ty_1, xen_sysctl_cputopo, xen_sysctl_meminfo,
 };
 
 /// `struct e820entry` of tools/include/xenctrl.h (packed, 20 bytes).

@@ -283,7 +283,11 @@ mod tests {
         assert_eq!(57 + 4 + rel_at(57), 0x1000 + 29 * 32, "sched_op slot");
         assert_eq!(13 + 4 + rel_at(13), 68, "banner");
         assert_eq!(&c[27..35], b"xen-3.0-");
-        assert_eq!((c[40], 40 + 2 + usize::from(c[41])), (0x74, 47), "je to push");
+        assert_eq!(
+            (c[40], 40 + 2 + usize::from(c[41])),
+            (0x74, 47),
+            "je to push"
+        );
         assert_eq!(&c[61..63], &[0xEB, 0xFE]);
         assert_eq!(&c[TEST_PV_BANNER_OFFSET..], TEST_PV_BANNER);
     }
