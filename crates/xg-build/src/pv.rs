@@ -105,6 +105,8 @@ pub struct PvBuildOutcome {
     pub limits: (u64, u64),
     /// How the kernel was packaged.
     pub format: KernelFormat,
+    /// ELF class of the kernel: 64-bit.
+    pub is64: bool,
     /// The kernel's PV placement.
     pub kernel: PvKernel,
     /// meminit_pv.
@@ -251,6 +253,7 @@ where
         vcpus,
         limits: (kernel_cap, module_cap),
         format,
+        is64: elf.is64,
         kernel,
         memory,
         image,
