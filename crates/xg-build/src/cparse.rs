@@ -161,6 +161,29 @@ pub fn strtol(s: &str, base: u32) -> (i64, bool) {
     }
 }
 
+/// `errno = 0; v = strtoull(s, NULL, base); if (errno) v = 0;`: xenguest's way of reading
+/// a number (`xenstore_get_value`, `get_image_max_size`). Leading whitespace and a sign
+/// are accepted, a minus sign wraps, text after the number is ignored, no digits give 0,
+/// and an overflow (ERANGE) gives 0 with [`Quirk::OutOfRange`]. Input is cut at the first
+/// NUL, where the C string ends.
+pub fn strtoull_or_zero(s: &str, base: u32) -> Parsed<u64> {
+    let s = s.split('\0').next().unwrap_or("");
+    let sc = scan(s, base);
+    let (v, erange) = strtoull(s, base);
+    if erange {
+        return Parsed {
+            value: 0,
+            quirk: Some(Quirk::OutOfRange),
+        };
+    }
+    let quirk = if sc.negative && sc.magnitude != 0 {
+        Some(Quirk::NegativeWraps)
+    } else {
+        first_quirk(&sc)
+    };
+    Parsed { value: v, quirk }
+}
+
 /// xenguest's `xenstore_get_value` on a present key: `"true"`/`"false"` (any case), else
 /// `strtoull(s, NULL, 0)` with ERANGE → 0. `valid` is false only on ERANGE.
 pub fn xs_num(s: &str) -> (Parsed<u64>, bool) {
@@ -182,23 +205,8 @@ pub fn xs_num(s: &str) -> (Parsed<u64>, bool) {
             true,
         );
     }
-    let sc = scan(s, 0);
-    let (v, erange) = strtoull(s, 0);
-    if erange {
-        return (
-            Parsed {
-                value: 0,
-                quirk: Some(Quirk::OutOfRange),
-            },
-            false,
-        );
-    }
-    let quirk = if sc.negative && sc.magnitude != 0 {
-        Some(Quirk::NegativeWraps)
-    } else {
-        first_quirk(&sc)
-    };
-    (Parsed { value: v, quirk }, true)
+    let p = strtoull_or_zero(s, 0);
+    (p, p.quirk != Some(Quirk::OutOfRange))
 }
 
 /// Truncates a `u64` to a C `int` the way an implicit conversion does (low 32 bits,
@@ -294,6 +302,33 @@ mod tests {
         let (p, valid) = xs_num("123456789012345678901234");
         assert_eq!((p.value, valid), (0, false));
         assert_eq!(p.quirk, Some(Quirk::OutOfRange));
+    }
+
+    #[test]
+    fn strtoull_or_zero_like_xenguest() {
+        let p = |s: &str| {
+            let r = strtoull_or_zero(s, 0);
+            (r.value, r.quirk)
+        };
+        assert_eq!(p(" \t+42"), (42, None));
+        assert_eq!(p("0x1F"), (31, None));
+        assert_eq!(p("42kB"), (42, Some(Quirk::TrailingGarbage)));
+        assert_eq!(p("42\0kB"), (42, None), "the C string ends at the NUL");
+        assert_eq!(p(""), (0, Some(Quirk::NoDigits)));
+        assert_eq!(p("+"), (0, Some(Quirk::NoDigits)));
+        assert_eq!(p("0x"), (0, Some(Quirk::TrailingGarbage)));
+        assert_eq!(p("017"), (15, Some(Quirk::Octal)));
+        assert_eq!(p("019"), (1, Some(Quirk::TrailingGarbage)));
+        assert_eq!(p("-2"), (u64::MAX - 1, Some(Quirk::NegativeWraps)));
+        assert_eq!(p("-0"), (0, None));
+        assert_eq!(p("18446744073709551615"), (u64::MAX, None));
+        assert_eq!(p("18446744073709551616"), (0, Some(Quirk::OutOfRange)));
+        assert_eq!(p("-18446744073709551616"), (0, Some(Quirk::OutOfRange)));
+        assert_eq!(strtoull_or_zero("ff", 16).value, 255);
+        // xs_num keeps its rules on top: booleans, and ERANGE makes the value invalid.
+        assert_eq!(xs_num("TRUE").0.value, 1);
+        assert!(!xs_num("18446744073709551616").1);
+        assert!(xs_num("12x").1);
     }
 
     #[test]

@@ -1,22 +1,32 @@
 //! `-mode pvh_build`: xenguest's `stub_xc_hvm_build(is_pvh = true)` (spec §5.1).
 //!
-//! Order: `get_flags`, `hvm_safety_check`, vCPUs and TSC, the size limits from
-//! `/mh/limits`, kernel and modules (any format [`xg_guest::kernel`] accepts),
-//! `xc_dom_boot_xen_init` + `xc_dom_parse_image` (a `PHYS32_ENTRY` note is required),
+//! Order, as the C code: `get_flags`, `hvm_safety_check`, vCPUs and TSC, the size limits
+//! from `/mh/limits` (`get_image_max_size`), `xc_dom_kernel_file` (size check, gzip),
+//! `xc_dom_module_file` per module (size check), `xc_dom_boot_xen_init`,
+//! `xc_dom_parse_image` (bzImage payloads, a `PHYS32_ENTRY` note is required),
 //! `pvh_setup_mem` (no PCI passthrough; the fixed 256 MiB hole; meminit without a device
-//! model), `xenguest_dom_load_acpi` (tables of [`xg_guest::acpi`]), `pvh_setup_e820` and
-//! `xc_domain_set_memory_map`, the image ([`xg_guest::kernel::pvh`]), the params without
-//! the hvm_info page, and the CPUID policy with `hvm = false`. No Xenstore writes.
+//! model), `xenguest_dom_load_acpi` (its domain-info query; tables of [`xg_guest::acpi`]),
+//! `pvh_setup_e820` and `xc_domain_set_memory_map`, the image
+//! ([`xg_guest::kernel::pvh`]), the params without the hvm_info page, and the CPUID policy.
+//!
+//! Xenstore writes: `get_flags` runs `hvmloader_flag` for `platform/acpi`, `acpi_s4` and
+//! `acpi_s3` in the PVH build too, so the same fix-ups as an HVM build are written, in
+//! the same order. Like the HVM build, they are written in one transaction at the end
+//! (xenguest writes each at once outside a transaction): nobody reads them before the
+//! domain runs, and a failed build leaves no partial keys behind.
 //!
 //! Decisions: without `platform/featureset` the guest gets the HVM default featureset,
 //! not the PV one xenguest's `construct_cpuid_policy(hvm = !is_pvh)` picks (spec §4.6,
 //! "latent bug, reproduce or fix deliberately"): on Xen 4.17 the PV set hides PGE and a
 //! PVH Linux triple-faults setting CR4.PGE (docs/REAL-XEN.md, scenario 3). xapi always
 //! writes `platform/featureset`, so XenServer builds see no difference.
-//! A kernel or module that cannot be used is reported as
-//! `xenguest: <fn>: [2] <reason>` (2 = `XC_INVALID_KERNEL`, what libxenguest's last error
-//! would carry); upstream libxenguest lists at most two modules in the start info, so a
-//! third module fails the build (`xc_dom_boot_image`) although the command line accepts ten.
+//! A kernel or module that cannot be used is reported as `xenguest: <fn>: [<code>]
+//! <reason>` with the code of libxenguest's last error: 4 (`XC_OUT_OF_MEMORY`) for a file
+//! over its size limit, 1 (`XC_INTERNAL_ERROR`) for an empty file, 2
+//! (`XC_INVALID_KERNEL`) otherwise. Upstream libxenguest lists at most two modules in the
+//! start info, so a third module fails the build (`xc_dom_boot_image`) although the
+//! command line accepts ten. A limit key whose value the C parse misreads (text after
+//! the number, no digits, overflow, a minus sign) is used as C uses it, with a warning.
 
 use std::time::Duration;
 
@@ -25,16 +35,19 @@ use xg_ctrl::{CpuPolicy, DomId, Hypervisor};
 use xg_guest::acpi::{self, AcpiConfig, AcpiTables};
 use xg_guest::compat::{check_compat, xen_init, HVM_GUEST_TYPE};
 use xg_guest::kernel::pvh::{build_pvh_image, PvhImageInputs, PvhImageOutcome, PvhModule};
-use xg_guest::kernel::{self, KernelElf, KernelError, KernelFormat, PvhKernel, XenNotes};
+use xg_guest::kernel::{
+    self, Compression, KernelElf, KernelError, KernelFormat, PvhKernel, XenNotes,
+};
 use xg_guest::layout::{pvh_layout, PvhLayout};
 use xg_guest::meminit::{self, MeminitConfig, MeminitReport, Strategy};
 use xg_store::{Store, TxId};
 
+use crate::cparse::{self, Quirk};
 use crate::error::{BuildError, Step};
 use crate::flags::Flags;
 use crate::hvm::{
-    construct_cpuid, domain_flags, guest_error, set_platform_params, truncated_time_offset,
-    PlatformParams, Timer,
+    commit_xenstore, construct_cpuid, domain_flags, guest_error, set_platform_params,
+    truncated_time_offset, PlatformParams, Timer,
 };
 use crate::mem;
 use crate::safety;
@@ -46,8 +59,13 @@ pub const PVH_MODULE_MAX: usize = 10;
 pub const KERNEL_LIMIT_KEY: &str = "/mh/limits/pv-kernel-max_size";
 /// Xenstore key of the module (ramdisk) size limit.
 pub const MODULE_LIMIT_KEY: &str = "/mh/limits/pv-ramdisk-max_size";
+/// `XC_INTERNAL_ERROR`: libxenguest's last-error code for an empty file.
+pub const XC_INTERNAL_ERROR: i32 = 1;
 /// `XC_INVALID_KERNEL`, the code of libxenguest's last error for a bad image.
 pub const XC_INVALID_KERNEL: i32 = 2;
+/// `XC_OUT_OF_MEMORY`: libxenguest's last-error code for a file over its size limit
+/// (`xc_dom_malloc_filemap`).
+pub const XC_OUT_OF_MEMORY: i32 = 4;
 
 /// Everything `-mode pvh_build` is asked to do.
 #[derive(Debug, Clone)]
@@ -142,6 +160,8 @@ pub struct PvhBuildOutcome {
     pub vcpus: VcpuConfig,
     /// Kernel and module size limits used.
     pub limits: (u64, u64),
+    /// What the C parse of the limit keys silently did to their values.
+    pub limit_warnings: Vec<String>,
     /// The kernel.
     pub kernel: KernelSummary,
     /// The layout and e820.
@@ -158,6 +178,9 @@ pub struct PvhBuildOutcome {
     pub params: PvhParams,
     /// The CPU policy set.
     pub cpu_policy: CpuPolicy,
+    /// Xenstore writes (relative to the domain path), in order: the `hvmloader_flag`
+    /// fix-ups.
+    pub xenstore_writes: Vec<(String, String)>,
     /// Time per stage.
     pub timings: Vec<(&'static str, Duration)>,
 }
@@ -169,18 +192,80 @@ impl PvhBuildOutcome {
     }
 }
 
-/// A bad kernel or module as xenguest reports it.
-fn kernel_error(step: Step, e: &KernelError) -> BuildError {
+/// A failed libxenguest image call as xenguest reports it: `failwith_oss_xc(<fn>)` with
+/// the last error's `code` and our text for its message.
+fn image_error(step: Step, code: i32, message: impl std::fmt::Display) -> BuildError {
     BuildError::refused(
         step,
-        format!("xenguest: {}: [{XC_INVALID_KERNEL}] {e}", step.c_name()),
+        format!("xenguest: {}: [{code}] {message}", step.c_name()),
         libc::EINVAL,
     )
 }
 
-/// Reads a size limit: `strtoull(value, 0)` of the key; absent, 0 or invalid means
-/// `XC_DOM_DECOMPRESS_MAX`.
-pub fn read_limit<S: Store + ?Sized>(store: &S, key: &str) -> Result<u64, BuildError> {
+/// A bad kernel or module as xenguest reports it.
+fn kernel_error(step: Step, e: &KernelError) -> BuildError {
+    let code = match e {
+        KernelError::FileTooLarge { .. } | KernelError::ModuleTooLarge { .. } => XC_OUT_OF_MEMORY,
+        _ => XC_INVALID_KERNEL,
+    };
+    image_error(step, code, e)
+}
+
+/// A size limit as `get_image_max_size` determined it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageLimit {
+    /// The limit in bytes.
+    pub value: u64,
+    /// The key's value, `None` when it was absent or unreadable.
+    pub raw: Option<String>,
+    /// What the C parse silently did to the value, when it did something.
+    pub warning: Option<String>,
+}
+
+/// `get_image_max_size`'s arithmetic on the value of `key` (`None` = `xs_read` returned
+/// NULL): `errno = 0; strtoull(value, NULL, 0)`, ERANGE gives 0, and 0 means
+/// `XC_DOM_DECOMPRESS_MAX`. So text after the number is ignored, a value without digits
+/// is the default, and a minus sign wraps (`"-1"` is no limit at all). Every such misread
+/// is logged as a warning naming the key, its value and the limit used.
+pub fn parse_limit(key: &str, raw: Option<&str>) -> ImageLimit {
+    let Some(raw) = raw else {
+        log::info!("{key} not set: limit {:#x} bytes", kernel::DECOMPRESS_MAX);
+        return ImageLimit {
+            value: kernel::DECOMPRESS_MAX,
+            raw: None,
+            warning: None,
+        };
+    };
+    let parsed = cparse::strtoull_or_zero(raw, 0);
+    let value = match parsed.value {
+        0 => kernel::DECOMPRESS_MAX,
+        v => v,
+    };
+    // A leading 0 selecting octal is C's documented base-0 rule and xapi never writes
+    // one: not worth a warning, unlike text the parse dropped or a value it replaced.
+    let warning = parsed.quirk.filter(|q| *q != Quirk::Octal).map(|q| {
+        format!(
+            "limit key {key}={raw:?}: {}; limit {value:#x} bytes",
+            q.describe()
+        )
+    });
+    match &warning {
+        Some(w) => log::warn!("WARNING: {w}"),
+        None if parsed.value == 0 => log::info!(
+            "{key} is 0: default limit {:#x} bytes",
+            kernel::DECOMPRESS_MAX
+        ),
+        None => log::info!("{key}: limit {value:#x} bytes"),
+    }
+    ImageLimit {
+        value,
+        raw: Some(raw.to_owned()),
+        warning,
+    }
+}
+
+/// `get_image_max_size`: reads `key` (absolute) and parses it with [`parse_limit`].
+pub fn image_max_size<S: Store + ?Sized>(store: &S, key: &str) -> Result<ImageLimit, BuildError> {
     let v = match store.read_opt(TxId::NONE, key) {
         Ok(v) => v,
         // xenguest's xs_read returns NULL on any daemon error: no limit set. A broken
@@ -191,34 +276,82 @@ pub fn read_limit<S: Store + ?Sized>(store: &S, key: &str) -> Result<u64, BuildE
         }
         Err(e) => return Err(BuildError::store(Step::GetFlags, e)),
     };
-    let parsed = v.and_then(|b| parse_c_u64(String::from_utf8_lossy(&b).trim()));
-    Ok(match parsed {
-        Some(n) if n > 0 => n,
-        _ => kernel::DECOMPRESS_MAX,
-    })
+    // The C string ends at the first NUL.
+    let raw = v.map(|b| {
+        let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    });
+    Ok(parse_limit(key, raw.as_deref()))
 }
 
-/// `strtoull(s, &end, 0)` requiring the whole string: decimal, `0x` hex or `0` octal.
-fn parse_c_u64(s: &str) -> Option<u64> {
-    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u64::from_str_radix(h, 16).ok()
-    } else if s.len() > 1 && s.starts_with('0') {
-        u64::from_str_radix(&s[1..], 8).ok()
-    } else {
-        s.parse().ok()
+/// The limit in bytes of [`image_max_size`].
+pub fn read_limit<S: Store + ?Sized>(store: &S, key: &str) -> Result<u64, BuildError> {
+    image_max_size(store, key).map(|l| l.value)
+}
+
+/// `xc_dom_kernel_file`: the file-size check against the kernel limit and, for a gzip
+/// file, the decompression (`xc_dom_try_gunzip`). Returns the opened kernel, or `None`
+/// when `xc_dom_parse_image` opens it (bzImage, plain ELF, or a gzip file whose output
+/// exceeds the limit: libxenguest then keeps the compressed blob, which no loader takes).
+pub fn kernel_file(image: &[u8], cap: u64) -> Result<Option<(Vec<u8>, KernelFormat)>, BuildError> {
+    let len = xg_ctrl::types::conv::usize_to_u64(image.len());
+    if len == 0 {
+        return Err(image_error(
+            Step::KernelFile,
+            XC_INTERNAL_ERROR,
+            "Kernel image is empty",
+        ));
+    }
+    if len > cap {
+        return Err(kernel_error(
+            Step::KernelFile,
+            &KernelError::FileTooLarge { len, cap },
+        ));
+    }
+    if Compression::detect(image) != Some(Compression::Gzip) {
+        return Ok(None);
+    }
+    match kernel::open_kernel(image, cap) {
+        Ok(k) => Ok(Some(k)),
+        Err(KernelError::DecompressedTooLarge { .. }) => Ok(None),
+        Err(e) => Err(kernel_error(Step::KernelFile, &e)),
     }
 }
 
-/// Parses the kernel for PVH and checks Xen runs HVM containers (pure but for
-/// `xen_version`).
+/// `xc_dom_module_file` for module `index`: the file-size check against the module limit;
+/// the gzip decompression libxenguest does later (`xc_dom_build_image`) cannot fail once
+/// the raw file fits, so it is done here too.
+pub fn module_file(index: usize, data: &[u8], cap: u64) -> Result<Vec<u8>, BuildError> {
+    let len = xg_ctrl::types::conv::usize_to_u64(data.len());
+    if len == 0 {
+        return Err(image_error(
+            Step::ModuleFile,
+            XC_INTERNAL_ERROR,
+            format!("Module {index} is empty"),
+        ));
+    }
+    if len > cap {
+        return Err(kernel_error(
+            Step::ModuleFile,
+            &KernelError::ModuleTooLarge { index, len, cap },
+        ));
+    }
+    kernel::open_module(index, data, cap).map_err(|e| kernel_error(Step::ModuleFile, &e))
+}
+
+/// `xc_dom_boot_xen_init` + `xc_dom_parse_image`: checks Xen runs HVM containers, opens
+/// the kernel if [`kernel_file`] did not, and parses it for PVH.
 pub fn parse_kernel<H: Hypervisor + ?Sized>(
     hv: &H,
     image: &[u8],
+    opened: Option<(Vec<u8>, KernelFormat)>,
     cap: u64,
 ) -> Result<(KernelElf, KernelSummary), BuildError> {
     let version = xen_init(hv).map_err(|e| guest_error(Step::BootXenInit, e))?;
-    let (bytes, format) =
-        kernel::open_kernel(image, cap).map_err(|e| kernel_error(Step::KernelFile, &e))?;
+    let (bytes, format) = match opened {
+        Some(k) => k,
+        None => kernel::open_kernel(image, cap).map_err(|e| kernel_error(Step::ParseImage, &e))?,
+    };
     let elf = KernelElf::parse(bytes).map_err(|e| kernel_error(Step::ParseImage, &e))?;
     let pvh = elf.pvh().map_err(|e| kernel_error(Step::ParseImage, &e))?;
     check_compat(&version, HVM_GUEST_TYPE).map_err(|e| guest_error(Step::ParseImage, e))?;
@@ -251,6 +384,12 @@ pub fn set_params<H: Hypervisor + ?Sized>(
         x87_fip_width: x87,
     } = set_platform_params(hv, domid, flags)?;
     let time_offset = truncated_time_offset(flags);
+    if i64::from(time_offset) != flags.timeoffset {
+        log::warn!(
+            "WARNING: platform key platform/timeoffset={}: too large for the hypercall, truncated to {time_offset}",
+            flags.timeoffset
+        );
+    }
     hv.set_time_offset(domid, time_offset).map_err(params_err)?;
     Ok(PvhParams {
         viridian,
@@ -327,16 +466,23 @@ where
 {
     let domid = req.domid;
     let mut t = Timer::new();
-    let (_, flags) = domain_flags(hv, store, domid, false)?;
+    let (domain_path, flags) = domain_flags(hv, store, domid, false)?;
     let pod = req.mem_start_mib < req.mem_max_mib;
     safety::hvm_safety_check(&flags, pod, req.pci_passthrough.is_some(), req.force)?;
     let vcpus = vcpus::configure_vcpus(hv, domid, &flags)?;
     vcpus::configure_tsc(hv, domid, &flags)?;
     t.lap("get_flags + configure_vcpus");
 
-    let kernel_cap = read_limit(store, KERNEL_LIMIT_KEY)?;
-    let module_cap = read_limit(store, MODULE_LIMIT_KEY)?;
-    let (elf, kernel) = parse_kernel(hv, &req.kernel, kernel_cap)?;
+    // xc_dom_kernel_max_size, xc_dom_module_max_size.
+    let kernel_limit = image_max_size(store, KERNEL_LIMIT_KEY)?;
+    let module_limit = image_max_size(store, MODULE_LIMIT_KEY)?;
+    let (kernel_cap, module_cap) = (kernel_limit.value, module_limit.value);
+    let limit_warnings: Vec<String> = [kernel_limit.warning, module_limit.warning]
+        .into_iter()
+        .flatten()
+        .collect();
+    // xc_dom_kernel_file, xc_dom_module_file (before Xen is asked anything).
+    let opened = kernel_file(&req.kernel, kernel_cap)?;
     if req.modules.len() > PVH_MODULE_MAX {
         return Err(BuildError::refused(
             Step::ModuleFile,
@@ -346,13 +492,12 @@ where
     }
     let mut modules = Vec::with_capacity(req.modules.len());
     for (i, (data, cmdline)) in req.modules.iter().enumerate() {
-        let data = kernel::open_module(i, data, module_cap)
-            .map_err(|e| kernel_error(Step::ModuleFile, &e))?;
         modules.push(PvhModule {
-            data,
+            data: module_file(i, data, module_cap)?,
             cmdline: cmdline.clone(),
         });
     }
+    let (elf, kernel) = parse_kernel(hv, &req.kernel, opened, kernel_cap)?;
     t.lap("parse_image");
 
     // pvh_setup_mem.
@@ -378,6 +523,13 @@ where
     let meminit = meminit::meminit_hvm(hv, domid, &meminit_config, req.strategy)
         .map_err(mem::meminit_error)?;
     t.lap("pvh_setup_mem");
+    // xenguest_dom_load_acpi: init_acpi_config queries the domain before building the
+    // tables (its answer is not used). The tables themselves were built above: the layout
+    // needs their size, and building them cannot fail for a vCPU count get_flags allows.
+    if let Err(e) = hv.domain_info(domid) {
+        log::error!("getdomaininfo failed (rc=-1)");
+        return Err(BuildError::xen(Step::LoadAcpi, e));
+    }
     hv.set_memory_map(domid, &layout.e820)
         .map_err(|e| BuildError::xen(Step::SetMemoryMap, e))?;
 
@@ -404,6 +556,10 @@ where
     let cpu_policy = cpuid_policy(hv, domid, &flags)?;
     t.lap("set_params + cpuid");
 
+    let xenstore_writes = flags.fixups.clone();
+    commit_xenstore(store, &domain_path, &xenstore_writes)?;
+    t.lap("xenstore commit");
+
     Ok(PvhBuildOutcome {
         domid,
         store_pfn: image.special.xenstore_pfn,
@@ -411,6 +567,7 @@ where
         flags,
         vcpus,
         limits: (kernel_cap, module_cap),
+        limit_warnings,
         kernel,
         layout,
         acpi,
@@ -419,6 +576,7 @@ where
         image,
         params,
         cpu_policy,
+        xenstore_writes,
         timings: t.timings,
     })
 }

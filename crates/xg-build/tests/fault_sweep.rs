@@ -304,7 +304,7 @@ fn build<H: xg_ctrl::PvHypervisor + ?Sized, S: Store + ?Sized>(
             req.console_evtchn = 6;
             build_pvh(hv, store, &req).map(|o| Built {
                 result_line: o.result_line(),
-                writes: Vec::new(),
+                writes: o.xenstore_writes,
             })
         }
         Mode::Pv => {
