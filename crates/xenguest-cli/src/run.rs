@@ -1,5 +1,6 @@
-//! Running `-mode hvm_build`: opening the backend and the store, the simulator's
-//! `build_pre`, the build, the plan, the summary and the memory map.
+//! Running the build modes (`hvm_build`, `pvh_build`, `linux_build`): opening the
+//! backend and the store, the simulator's `build_pre`, the build, the plan, the summary
+//! and the memory map.
 
 use std::io::Write;
 use std::path::Path;
@@ -14,6 +15,7 @@ use xg_ctrl::{DomId, Hypervisor};
 use xg_store::{MemStore, Store, TxId};
 
 use crate::args::{Args, Backend, Populate, StoreKind};
+use crate::summary;
 
 /// `IPXE_PATH` of the XS-8 build.
 const IPXE_PATH: &str = "/usr/share/ipxe/ipxe.bin";
@@ -327,24 +329,57 @@ fn build<H: Hypervisor + ?Sized>(
         }
     }
     if !a.quiet {
-        let summary = crate::summary::render(&crate::summary::Context {
+        print_summary(&summary::hvm::render(&summary::hvm::Context {
             outcome: &out,
             firmware: &fw_label,
-            backend: match a.backend {
-                Backend::Sim => "sim",
-                Backend::Privcmd => "privcmd",
-            },
-            store: match store_kind {
-                StoreKind::Memory => "memory",
-                StoreKind::Socket => "socket",
-            },
-            total: started.elapsed(),
-            memory_map: a.memory_map.as_deref(),
-            trace: a.trace.as_deref(),
-        });
-        let _ = std::io::stderr().write_all(summary.as_bytes());
+            run: run_info(a, store_kind, started),
+        }));
     }
     Ok(Done::Built(out.store_pfn, out.console_pfn))
+}
+
+/// How the build ran, for its summary.
+fn run_info(a: &Args, store_kind: StoreKind, started: Instant) -> summary::Run<'_> {
+    summary::Run {
+        backend: match a.backend {
+            Backend::Sim => "sim",
+            Backend::Privcmd => "privcmd",
+        },
+        store: match store_kind {
+            StoreKind::Memory => "memory",
+            StoreKind::Socket => "socket",
+        },
+        total: started.elapsed(),
+        memory_map: a.memory_map.as_deref(),
+        trace: a.trace.as_deref(),
+    }
+}
+
+/// Writes a summary to stderr (a closed stderr is no failed build).
+fn print_summary(text: &str) {
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// The xenstore and console channels of the command line.
+fn channels(n: &Numbers) -> (summary::Channel, summary::Channel) {
+    (
+        summary::Channel {
+            port: n.store_port,
+            backend: n.store_domid,
+        },
+        summary::Channel {
+            port: n.console_port,
+            backend: n.console_domid,
+        },
+    )
+}
+
+/// A file's bytes and how the summary names it.
+fn input(label: String, data: &[u8]) -> summary::Input {
+    summary::Input {
+        label,
+        bytes: xg_ctrl::types::conv::usize_to_u64(data.len()),
+    }
 }
 
 /// The error lines of a build failure, after logging the whole cause chain.
@@ -379,14 +414,22 @@ pub fn pvh_build(a: &Args) -> Result<Done, Lines> {
 }
 
 /// Reads the `-image` kernel; with the simulator a missing file means the built-in test
-/// kernel `builtin` (named `kind` in the warning).
-fn kernel_image(a: &Args, kind: &str, builtin: fn() -> Vec<u8>) -> Result<Vec<u8>, Lines> {
+/// kernel `builtin` (named `kind` in the warning). Returns the bytes and what the
+/// summary calls them.
+fn kernel_image(
+    a: &Args,
+    kind: &str,
+    builtin: fn() -> Vec<u8>,
+) -> Result<(Vec<u8>, String), Lines> {
     let path = a.image.as_deref().unwrap_or_default();
     match std::fs::read(path) {
-        Ok(data) => Ok(data),
+        Ok(data) => Ok((data, path.to_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && a.backend == Backend::Sim => {
             log::warn!("{path} not found: using the built-in {kind} test kernel");
-            Ok(builtin())
+            Ok((
+                builtin(),
+                format!("built-in {kind} test kernel ({path} not found)"),
+            ))
         }
         Err(e) => Err(file_error("xc_dom_kernel_file", path, &e)),
     }
@@ -421,15 +464,14 @@ fn pvh_run<H: Hypervisor + ?Sized>(
         .map_err(|e| line(format!("xenguest: xc_domain_setmaxmem: {}", chain(&e))))?;
     }
 
-    let mut req = xg_build::PvhBuildRequest::new(
-        n.domid,
-        n.mem_max_mib,
-        n.mem_start_mib,
-        kernel_image(a, "PVH", xg_guest::kernel::test_kernel::test_pvh_kernel)?,
-    );
+    let (image, label) = kernel_image(a, "PVH", xg_guest::kernel::test_kernel::test_pvh_kernel)?;
+    let kernel = input(label, &image);
+    let mut req = xg_build::PvhBuildRequest::new(n.domid, n.mem_max_mib, n.mem_start_mib, image);
     req.cmdline.clone_from(&a.cmdline);
+    let mut modules = Vec::with_capacity(a.modules.len());
     for (i, m) in a.modules.iter().enumerate() {
         let data = std::fs::read(m).map_err(|e| file_error("xc_dom_module_file", m, &e))?;
+        modules.push(input(m.clone(), &data));
         // xenguest binds the i-th later -cmdline to module i, "" for the rest.
         let cmdline = a.module_cmdlines.get(i).cloned().unwrap_or_default();
         req.modules.push((data, cmdline));
@@ -453,6 +495,18 @@ fn pvh_run<H: Hypervisor + ?Sized>(
         out.kernel.pvh.entry,
         out.image.plan.modules.len()
     );
+    if !a.quiet {
+        let (store, console) = channels(n);
+        print_summary(&summary::pvh::render(&summary::pvh::Context {
+            outcome: &out,
+            kernel: &kernel,
+            cmdline: a.cmdline.as_deref(),
+            modules: &modules,
+            store,
+            console,
+            run: run_info(a, store_kind, started),
+        }));
+    }
     Ok(Done::Built(out.store_pfn, out.console_pfn))
 }
 
@@ -476,18 +530,17 @@ fn pv_run<H: xg_ctrl::PvHypervisor + ?Sized>(
             .map_err(|e| build_error_lines(&e))?;
     }
 
-    let mut req = xg_build::PvBuildRequest::new(
-        n.domid,
-        n.mem_max_mib,
-        n.mem_start_mib,
-        kernel_image(a, "PV", xg_guest::kernel::test_kernel::test_pv_kernel)?,
-    );
+    let (image, label) = kernel_image(a, "PV", xg_guest::kernel::test_kernel::test_pv_kernel)?;
+    let kernel = input(label, &image);
+    let mut req = xg_build::PvBuildRequest::new(n.domid, n.mem_max_mib, n.mem_start_mib, image);
     req.cmdline.clone_from(&a.cmdline);
     req.features = a.features.clone().unwrap_or_default();
     req.flags = u32::from_ne_bytes(a.flags.to_ne_bytes());
     // xenguest: an empty -ramdisk means none.
+    let mut ramdisk = None;
     if let Some(r) = a.ramdisk.as_deref().filter(|r| !r.is_empty()) {
         let data = std::fs::read(r).map_err(|e| file_error("xc_dom_module_file", r, &e))?;
+        ramdisk = Some(input(r.to_owned(), &data));
         req.ramdisk = Some(data);
     }
     req.store_evtchn = n.store_port;
@@ -503,5 +556,17 @@ fn pv_run<H: xg_ctrl::PvHypervisor + ?Sized>(
         out.kernel.entry,
         out.memory.p2m.len()
     );
+    if !a.quiet {
+        let (store, console) = channels(n);
+        print_summary(&summary::pv::render(&summary::pv::Context {
+            outcome: &out,
+            kernel: &kernel,
+            cmdline: a.cmdline.as_deref(),
+            ramdisk: ramdisk.as_ref(),
+            store,
+            console,
+            run: run_info(a, store_kind, started),
+        }));
+    }
     Ok(Done::BuiltPv(out.store_mfn, out.console_mfn, out.protocol))
 }

@@ -131,3 +131,218 @@ fn hvm_summary_with_pod_vgpu_and_files() {
     let out = xenguest(&args);
     insta::assert_snapshot!(summary_of(&out, Some(dir.path())));
 }
+
+/// `data` as a gzip file of stored (uncompressed) deflate blocks: its size does not
+/// depend on a compressor's version.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let mut chunks = data.chunks(0xffff).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(c) = chunks.next() {
+        out.push(u8::from(chunks.peek().is_none()));
+        let len = u16::try_from(c.len()).unwrap();
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(c);
+    }
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&u32::try_from(data.len()).unwrap().to_le_bytes());
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for b in data {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn gzip_stored_is_gzip() {
+    // The CRC-32 check value, and the gzip of "" every encoder with stored blocks writes.
+    assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    assert_eq!(
+        gzip_stored(b""),
+        [31, 139, 8, 0, 0, 0, 0, 0, 0, 255, 1, 0, 0, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0]
+    );
+}
+
+/// The common argv of a PVH build (xenopsd's words).
+fn pvh_argv(image: &str, extra: &[&str]) -> Vec<String> {
+    let mut v = argv(&[
+        "-mode",
+        "pvh_build",
+        "-domid",
+        "3",
+        "-image",
+        image,
+        "-cmdline",
+        "console=hvc0",
+        "-features",
+        "",
+        "-flags",
+        "0",
+        "-store_port",
+        "1",
+        "-console_port",
+        "2",
+        "-mem_max_mib",
+        "512",
+        "-mem_start_mib",
+        "512",
+    ]);
+    v.extend(argv(extra));
+    v
+}
+
+/// The common argv of a PV build (xenopsd's words).
+fn pv_argv(image: &str, ramdisk: &str, extra: &[&str]) -> Vec<String> {
+    let mut v = argv(&[
+        "-mode",
+        "linux_build",
+        "-domid",
+        "5",
+        "-image",
+        image,
+        "-cmdline",
+        "root=/dev/xvda1 console=hvc0",
+        "-ramdisk",
+        ramdisk,
+        "-features",
+        "",
+        "-flags",
+        "0",
+        "-store_port",
+        "1",
+        "-console_port",
+        "2",
+        "-mem_max_mib",
+        "256",
+        "-mem_start_mib",
+        "128",
+    ]);
+    v.extend(argv(extra));
+    v
+}
+
+#[test]
+fn pvh_summary_builtin_kernel_with_modules_and_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let m0 = dir.path().join("m0");
+    let m1 = dir.path().join("m1");
+    let trace = dir.path().join("t.jsonl");
+    std::fs::write(&m0, b"module zero").unwrap();
+    std::fs::write(&m1, vec![0u8; 9000]).unwrap();
+    let out = xenguest(&pvh_argv(
+        "/nonexistent/vmlinuz",
+        &[
+            "-module",
+            m0.to_str().unwrap(),
+            "-cmdline",
+            "zero",
+            "-module",
+            m1.to_str().unwrap(),
+            "--platform",
+            "vcpu/number=2",
+            "--trace",
+            trace.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(text(&out.stdout), "result:1044476 1044479\n");
+    insta::assert_snapshot!(summary_of(&out, Some(dir.path())));
+}
+
+#[test]
+fn pvh_summary_of_a_gzip_bzimage_and_a_gzip_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("vmlinuz");
+    let m = dir.path().join("initrd.gz");
+    let elf = xg_guest::kernel::test_kernel::test_pvh_kernel();
+    std::fs::write(
+        &k,
+        xg_guest::kernel::bzimage::wrap_payload(&gzip_stored(&elf)),
+    )
+    .unwrap();
+    std::fs::write(&m, gzip_stored(&[0xA5; 10_000])).unwrap();
+    let out = xenguest(&pvh_argv(
+        k.to_str().unwrap(),
+        &[
+            "-module",
+            m.to_str().unwrap(),
+            "--platform",
+            "featureset=00000001-00000000",
+        ],
+    ));
+    assert_eq!(text(&out.stdout), "result:1044476 1044479\n");
+    let s = summary_of(&out, Some(dir.path()));
+    assert!(s.contains("  format       BzImage(Gzip), ELF32,"), "{s}");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn pv_summary_with_ramdisk() {
+    let dir = tempfile::tempdir().unwrap();
+    let rd = dir.path().join("initrd");
+    std::fs::write(&rd, vec![0x5Au8; 12_345]).unwrap();
+    let out = xenguest(&pv_argv(
+        "/nonexistent/vmlinuz",
+        rd.to_str().unwrap(),
+        &["--platform", "pae=1", "--platform", "nx=1"],
+    ));
+    assert_eq!(text(&out.stdout), "result:31457863 31457864 x86_64-abi\n");
+    insta::assert_snapshot!(summary_of(&out, Some(dir.path())));
+}
+
+#[test]
+fn pv_summary_of_a_gzip_kernel_without_ramdisk() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("vmlinuz.gz");
+    let elf = xg_guest::kernel::test_kernel::test_pv_kernel();
+    std::fs::write(&k, gzip_stored(&elf)).unwrap();
+    let out = xenguest(&pv_argv(
+        k.to_str().unwrap(),
+        "",
+        &["--platform", "pae=1", "-store_domid", "7"],
+    ));
+    let s = summary_of(&out, Some(dir.path()));
+    assert!(s.contains("  format       GzipElf, ELF64,"), "{s}");
+    assert!(s.contains("  ramdisk      (none)\n"), "{s}");
+    assert!(
+        s.contains("    xenstore     mfn 0x1e00243, event channel 1, backend domain 7\n"),
+        "{s}"
+    );
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn quiet_leaves_only_the_result_line() {
+    let pvh = xenguest(&pvh_argv("/nonexistent/vmlinuz", &["-q"]));
+    let pv = xenguest(&pv_argv("/nonexistent/vmlinuz", "", &["--quiet"]));
+    let hvm = xenguest(&[argv(HVM), argv(&["-q"])].concat());
+    for (out, result) in [
+        (&pvh, "result:1044476 1044479\n"),
+        (&pv, "result:31457859 31457860 x86_64-abi\n"),
+        (&hvm, "result:1044476 1044479\n"),
+    ] {
+        assert!(out.status.success());
+        assert_eq!(text(&out.stdout), result);
+        assert_eq!(text(&out.stderr), "", "-q leaves stderr empty");
+    }
+    // Without -q the summary goes to stderr, never to the result's stdout.
+    let pvh = xenguest(&pvh_argv("/nonexistent/vmlinuz", &[]));
+    assert_eq!(text(&pvh.stdout), "result:1044476 1044479\n");
+    assert!(text(&pvh.stderr).contains("xenguest: PVH build of domain 3 done in "));
+    let pv = xenguest(&pv_argv("/nonexistent/vmlinuz", "", &[]));
+    assert_eq!(text(&pv.stdout), "result:31457859 31457860 x86_64-abi\n");
+    assert!(text(&pv.stderr).contains("xenguest: PV build of domain 5 done in "));
+}
