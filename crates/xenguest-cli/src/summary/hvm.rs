@@ -3,8 +3,8 @@
 use xg_build::HvmBuildOutcome;
 
 use super::{
-    e820, ending, field, headline, hex_rows, meminit_pages, memory_notes, row, section, stages,
-    vcpus, Run,
+    e820, ending, field, headline, hex_rows, meminit_pages, memory_notes, section, stages, vcpus,
+    xenstore_writes, Run,
 };
 
 /// What the HVM summary shows.
@@ -57,10 +57,7 @@ pub fn render(c: &Context<'_>) -> String {
     );
     e820(&mut s, &l.e820);
     meminit_pages(&mut s, &o.meminit);
-    section(&mut s, "xenstore");
-    for (k, v) in &o.xenstore_writes {
-        row(&mut s, format_args!("{k} = {v}"));
-    }
+    xenstore_writes(&mut s, &o.xenstore_writes);
     stages(&mut s, &o.timings);
     ending(&mut s, &c.run, &o.result_line());
     s

@@ -212,6 +212,14 @@ pub fn cpu_policy(s: &mut String, p: &CpuPolicy, flags: &Flags, default: &str) {
     );
 }
 
+/// The `xenstore` section: the keys the build wrote under the domain's path.
+pub fn xenstore_writes(s: &mut String, writes: &[(String, String)]) {
+    section(s, "xenstore");
+    for (k, v) in writes {
+        row(s, format_args!("{k} = {v}"));
+    }
+}
+
 /// The `stages` section: each lap of the build.
 pub fn stages(s: &mut String, timings: &[(&'static str, Duration)]) {
     section(s, "stages");

@@ -5,7 +5,7 @@ use xg_guest::special_pages::{special_pfn, NR_SPECIAL_PAGES};
 
 use super::{
     cmdline, cpu_policy, e820, ending, field, headline, hex_rows, meminit_pages, memory_notes,
-    mib_pages, ring, row, section, stages, vcpus, Channel, Input, Run,
+    mib_pages, ring, row, section, stages, vcpus, xenstore_writes, Channel, Input, Run,
 };
 
 /// What the PVH summary shows.
@@ -131,6 +131,7 @@ pub fn render(c: &Context<'_>) -> String {
         ),
     );
     cpu_policy(&mut s, &o.cpu_policy, &o.flags, "HVM default");
+    xenstore_writes(&mut s, &o.xenstore_writes);
     stages(&mut s, &o.timings);
     ending(&mut s, &c.run, &o.result_line());
     s
