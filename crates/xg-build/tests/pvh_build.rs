@@ -55,9 +55,15 @@ fn request(mem_mib: u64) -> PvhBuildRequest {
     r
 }
 
-fn run_with(req: &PvhBuildRequest, platform: &[(&str, &str)]) -> Run {
-    let store = MemStore::new();
-    let sink = TraceSink::new();
+/// Seeds `store` with the platform keys (`vcpu/number` and `vcpu/current` = 2, then
+/// `platform`; absolute keys as they are), creates the domain as xenopsd would, and
+/// returns the simulator and the domain path.
+fn prepare<S: Store + ?Sized>(
+    store: &S,
+    sink: &TraceSink,
+    req: &PvhBuildRequest,
+    platform: &[(&str, &str)],
+) -> (Traced<Simulator>, String) {
     let sim = Traced::new(
         Simulator::new(&HostConfig::uniform(1, 16384, 4)).unwrap(),
         sink.clone(),
@@ -71,13 +77,20 @@ fn run_with(req: &PvhBuildRequest, platform: &[(&str, &str)]) -> Run {
             .write(TxId::NONE, &toolstack::platform_key(&path, k), v.as_bytes())
             .unwrap();
     }
-    let tstore = TracedStore::new(&store, sink.clone());
+    let tstore = TracedStore::new(store, sink.clone());
     toolstack::build_pre(&sim, &tstore, DomId(DOMID), req.mem_max_mib).unwrap();
     // xenopsd's maxmem leaves room for the special and ACPI pages.
     sim.set_max_mem(DomId(DOMID), (req.mem_max_mib + 1) * 1024)
         .unwrap();
+    (sim, path)
+}
+
+fn run_with(req: &PvhBuildRequest, platform: &[(&str, &str)]) -> Run {
+    let store = MemStore::new();
+    let sink = TraceSink::new();
+    let (sim, path) = prepare(&store, &sink, req, platform);
     let before = domain_keys(&store, &path);
-    let result = build_pvh(&sim, &tstore, req);
+    let result = build_pvh(&sim, &TracedStore::new(&store, sink.clone()), req);
     Run {
         result,
         sink,
@@ -85,6 +98,15 @@ fn run_with(req: &PvhBuildRequest, platform: &[(&str, &str)]) -> Run {
         store,
         before,
     }
+}
+
+fn trace_text(sink: &TraceSink, path: &str) -> String {
+    let records: Vec<Value> = sink
+        .records()
+        .iter()
+        .map(xg_ctrl::trace::Record::to_value)
+        .collect();
+    summarize(&records, path)
 }
 
 fn report(r: &Run) -> String {
@@ -111,13 +133,7 @@ fn report(r: &Run) -> String {
     s.push_str("--- xenstore after the build\n");
     s.push_str(&r.domain_keys());
     s.push_str("--- trace\n");
-    let records: Vec<Value> = r
-        .sink
-        .records()
-        .iter()
-        .map(xg_ctrl::trace::Record::to_value)
-        .collect();
-    s.push_str(&summarize(&records, &r.path));
+    s.push_str(&trace_text(&r.sink, &r.path));
     s
 }
 
@@ -329,6 +345,49 @@ fn hvmloader_flag_fixups_as_in_hvm() {
         .filter(|(k, _)| k.starts_with("platform/"))
         .collect();
     assert_eq!(hvm_fixups, o.xenstore_writes);
+}
+
+/// The same build against Debian's real C xenstored (the shared fixture): the same
+/// Xenstore traffic and hypercalls as on the in-memory store, the fix-ups committed, and
+/// the absolute `/mh/limits` key read with its misread value.
+#[test]
+#[allow(clippy::print_stderr)]
+fn build_against_c_xenstored_matches_memstore() {
+    use xg_store::fixture::{required_by_ci, Daemon, Flavour};
+    let d = match Daemon::start(Flavour::C) {
+        Ok(d) => d,
+        Err(e) if e.is_missing() && !required_by_ci() => {
+            eprintln!("skipping: the xenstored fixture is not available ({e})");
+            return;
+        }
+        Err(e) => panic!("starting xenstored: {e:?}"),
+    };
+    let client = d.client().unwrap();
+    let platform = [
+        ("acpi", "TRUE"),
+        ("acpi_s3", "0"),
+        (KERNEL_LIMIT_KEY, "65536 "),
+    ];
+    let req = request(512);
+    let sink = TraceSink::new();
+    let (sim, path) = prepare(&client, &sink, &req, &platform);
+    let real = build_pvh(&sim, &TracedStore::new(&client, sink.clone()), &req);
+    let mem = run_with(&req, &platform);
+    let (ro, mo) = (real.as_ref().unwrap(), mem.result.as_ref().unwrap());
+    assert_eq!(ro.result_line(), "result:1044476 1044479\n");
+    assert_eq!(ro.xenstore_writes, mo.xenstore_writes);
+    assert_eq!(
+        (ro.limits, &ro.limit_warnings),
+        (mo.limits, &mo.limit_warnings)
+    );
+    assert_eq!(ro.limits.0, 65536);
+    assert_eq!(trace_text(&sink, &path), trace_text(&mem.sink, &mem.path));
+    let read = |k: &str| {
+        String::from_utf8(client.read(TxId::NONE, &format!("{path}/{k}")).unwrap()).unwrap()
+    };
+    assert_eq!(read("platform/acpi"), "1");
+    assert_eq!(read("platform/acpi_s4"), "0");
+    assert_eq!(read("platform/acpi_s3"), "0");
 }
 
 /// A failed PVH build writes nothing, fix-ups included.
