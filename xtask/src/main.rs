@@ -28,7 +28,9 @@ commands:
   fuzz [--seconds N] [--iters N] [--seed S] [TARGET...]
                      long release-mode runs of the fuzz targets (fuzz/targets/), with
                      inputs/s per target (docs/RELIABILITY.md)
-  oracle [FILTER]    compare our meminit_hvm with the real libxenguest 4.17, call by call
+  oracle [hvm|pv] [FILTER]
+                     compare our meminit_hvm / meminit_pv with the real libxenguest
+                     4.17, call by call
   xen-test [FILTER]  boot Xen 4.17 + a Debian dom0 under QEMU and run our xenguest and
                      the xg-realxen tests there (needs root; see docs/REAL-XEN.md)
 ";

@@ -6,6 +6,7 @@
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
 mod meminit_common;
+mod oracle_fixture;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,42 +19,11 @@ use serde_json::Value;
 use xg_ctrl::sim::OracleModel;
 use xg_guest::meminit::Strategy;
 
-fn shared_dir() -> PathBuf {
-    match std::env::var_os("XG_SHARED_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    }
-}
-
-/// Builds the oracle once per test process; `None` (after a message) when it cannot be.
+/// The fixture's HVM driver, built once per test process.
 fn oracle() -> Option<&'static Path> {
     static ORACLE: OnceLock<Option<PathBuf>> = OnceLock::new();
     ORACLE
-        .get_or_init(|| {
-            let script = shared_dir().join("fixtures/libxenguest-oracle/build.sh");
-            let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("libxenguest-oracle");
-            let built = Command::new("bash").arg(&script).arg(&out).output();
-            match built {
-                Ok(o) if o.status.success() => Some(out.join("meminit-oracle")),
-                other => {
-                    let why = match other {
-                        Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-                        Err(e) => e.to_string(),
-                    };
-                    if std::env::var("CI").is_ok_and(|v| v == "true") {
-                        panic!(
-                            "CI=true but the libxenguest oracle ({}) cannot be built: {why}",
-                            script.display()
-                        );
-                    }
-                    eprintln!(
-                        "SKIPPED: libxenguest oracle not available ({}): {why}",
-                        script.display()
-                    );
-                    None
-                }
-            }
-        })
+        .get_or_init(|| oracle_fixture::built_fixture().map(|out| out.join("meminit-oracle")))
         .as_deref()
 }
 
