@@ -42,7 +42,7 @@ use xg_guest::layout::{pvh_layout, PvhLayout};
 use xg_guest::meminit::{self, MeminitConfig, MeminitReport, Strategy};
 use xg_store::{Store, TxId};
 
-use crate::cparse::{self, Quirk};
+use crate::cparse;
 use crate::error::{BuildError, Step};
 use crate::flags::Flags;
 use crate::hvm::{
@@ -225,8 +225,9 @@ pub struct ImageLimit {
 /// `get_image_max_size`'s arithmetic on the value of `key` (`None` = `xs_read` returned
 /// NULL): `errno = 0; strtoull(value, NULL, 0)`, ERANGE gives 0, and 0 means
 /// `XC_DOM_DECOMPRESS_MAX`. So text after the number is ignored, a value without digits
-/// is the default, and a minus sign wraps (`"-1"` is no limit at all). Every such misread
-/// is logged as a warning naming the key, its value and the limit used.
+/// is the default, a minus sign wraps (`"-1"` is no limit at all) and a leading 0 makes
+/// it octal. Every such misread is logged as a warning naming the key, its value and the
+/// limit used.
 pub fn parse_limit(key: &str, raw: Option<&str>) -> ImageLimit {
     let Some(raw) = raw else {
         log::info!("{key} not set: limit {:#x} bytes", kernel::DECOMPRESS_MAX);
@@ -241,9 +242,9 @@ pub fn parse_limit(key: &str, raw: Option<&str>) -> ImageLimit {
         0 => kernel::DECOMPRESS_MAX,
         v => v,
     };
-    // A leading 0 selecting octal is C's documented base-0 rule and xapi never writes
-    // one: not worth a warning, unlike text the parse dropped or a value it replaced.
-    let warning = parsed.quirk.filter(|q| *q != Quirk::Octal).map(|q| {
+    // As for the platform keys (flags.rs), every silent misread is worth a warning, a
+    // leading 0 making the number octal included.
+    let warning = parsed.quirk.map(|q| {
         format!(
             "limit key {key}={raw:?}: {}; limit {value:#x} bytes",
             q.describe()
