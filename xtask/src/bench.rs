@@ -10,6 +10,7 @@
 //! | full simulated build time, 4 GiB and 1 TiB (batched) | the compat build | the release `xenguest`, median of several runs |
 //! | peak RSS of those builds | `xenguest --plan` of the same guest (no build) | `/usr/bin/time -f %M` |
 //! | simulator throughput per extent order | a hypervisor that does nothing | `xg-ctrl` example `sim_throughput` |
+//! | PVH and PV builds of a 32 MiB gzip kernel, 256 MiB guest | decompressing that kernel alone | `xg-build` example `kernel_builds`, medians |
 //!
 //! Everything is built once in release mode; on 2 cores the run takes a few minutes,
 //! most of it compiling.
@@ -70,6 +71,8 @@ pub fn run_cmd(args: &[String]) -> Result<()> {
         "xg-guest",
         "--package",
         "xg-ctrl",
+        "--package",
+        "xg-build",
         "--bin",
         "xenguest",
         "--example",
@@ -78,6 +81,8 @@ pub fn run_cmd(args: &[String]) -> Result<()> {
         "meminit_counts",
         "--example",
         "sim_throughput",
+        "--example",
+        "kernel_builds",
     ]))?;
     let release = target.join("release");
     let examples = release.join("examples");
@@ -87,6 +92,7 @@ pub fn run_cmd(args: &[String]) -> Result<()> {
     figures.extend(populate_calls(&examples.join("meminit_counts"), &target)?);
     figures.extend(builds(&release.join("xenguest"))?);
     figures.extend(simulator(&examples.join("sim_throughput"))?);
+    figures.extend(kernel_builds(&examples.join("kernel_builds"))?);
 
     let machine = machine()?;
     let md = markdown(&machine, &figures, started.elapsed().as_secs_f64());
@@ -372,6 +378,27 @@ fn simulator(example: &Path) -> Result<Vec<Figure>> {
         });
     }
     Ok(figs)
+}
+
+fn kernel_builds(example: &Path) -> Result<Vec<Figure>> {
+    let out = stdout_of(&mut Command::new(example))?;
+    let v: Value = serde_json::from_str(out.trim()).context("kernel_builds JSON")?;
+    let mib = num(&v, "kernel_bytes")? / f64::from(1u32 << 20);
+    let gunzip = num(&v, "gunzip_ms")?;
+    Ok([("pvh_build", "PVH"), ("linux_build", "PV")]
+        .iter()
+        .map(|(key, label)| -> Result<Figure> {
+            Ok(Figure {
+                group: "kernel builds (simulator, 256 MiB guest)",
+                name: format!("{label} build of a {mib:.0} MiB gzip kernel"),
+                value: num(&v, &format!("{key}_ms"))?,
+                baseline_name: "gunzip of the same image alone".into(),
+                baseline: gunzip,
+                unit: "ms",
+                reading: "1.0 = the build costs no more than decompressing",
+            })
+        })
+        .collect::<Result<Vec<_>>>()?)
 }
 
 fn machine() -> Result<Value> {

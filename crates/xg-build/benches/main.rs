@@ -4,6 +4,7 @@
 //! what a builder cannot avoid), so the ratio shows what the rest of the build costs.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use xg_build::bench_support as kb;
 use xg_build::pci::PciHost;
 use xg_build::pv::{build_pv, PvBuildRequest};
 use xg_build::pvh::{build_pvh, PvhBuildRequest};
@@ -46,101 +47,26 @@ fn bench_builds(c: &mut Criterion) {
     g.finish();
 }
 
-/// Size of the benches' kernel segment: the order of an uncompressed distribution kernel.
-const KERNEL_BYTES: usize = 32 << 20;
-
-/// Kernel bytes that compress like code (about 3:1), not like zeroes.
-fn kernel_payload() -> Vec<u8> {
-    let mut x: u32 = 0x2545_f491;
-    (0..KERNEL_BYTES)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            // A few byte values dominate, as opcodes and zero displacements do in code.
-            [0x00, 0x48, 0x89, 0xe8, 0x8b, 0x0f, 0xff, (x >> 24) as u8][(x & 7) as usize]
-        })
-        .collect()
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).expect("gzip");
-    e.finish().expect("gzip")
-}
-
-fn gunzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Read;
-    let mut out = Vec::with_capacity(KERNEL_BYTES + 4096);
-    flate2::read::GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .expect("gunzip");
-    out
-}
-
-/// A PVH kernel: ELF64 with a `PHYS32_ENTRY` note and one 32 MiB segment at 16 MiB.
-fn pvh_kernel() -> Vec<u8> {
-    use xg_guest::kernel::notes;
-    use xg_guest::kernel::test_kernel::Elf64Writer;
-    const BASE: u64 = 0x100_0000;
-    Elf64Writer::new(BASE)
-        .load(BASE, BASE, &kernel_payload(), 0)
-        .note("Xen", notes::PHYS32_ENTRY, &0x100_0000u32.to_le_bytes())
-        .build()
-}
-
-/// A 64-bit PV kernel: the PV test kernel's notes and one 32 MiB segment.
-fn pv_kernel() -> Vec<u8> {
-    use xg_guest::kernel::notes;
-    use xg_guest::kernel::test_kernel::{Elf64Writer, TEST_PV_HYPERCALL_PAGE, TEST_PV_VIRT_BASE};
-    Elf64Writer::new(TEST_PV_VIRT_BASE)
-        .load(TEST_PV_VIRT_BASE, 0, &kernel_payload(), 0)
-        .note("Xen", notes::GUEST_OS, b"linux\0")
-        .note("Xen", notes::XEN_VERSION, b"xen-3.0\0")
-        .note("Xen", notes::VIRT_BASE, &TEST_PV_VIRT_BASE.to_le_bytes())
-        .note("Xen", notes::PADDR_OFFSET, &0u64.to_le_bytes())
-        .note("Xen", notes::ENTRY, &TEST_PV_VIRT_BASE.to_le_bytes())
-        .note(
-            "Xen",
-            notes::HYPERCALL_PAGE,
-            &TEST_PV_HYPERCALL_PAGE.to_le_bytes(),
-        )
-        .note("Xen", notes::FEATURES, b"!writable_page_tables\0")
-        .build()
-}
-
-fn prepared_kernel_guest(hvm: bool) -> (Simulator, MemStore) {
-    let sim = Simulator::new(&HostConfig::uniform(1, 16384, 4)).expect("host");
-    let store = MemStore::new();
-    toolstack::build_pre_as(&sim, &store, DomId(1), KERNEL_GUEST_MIB, hvm).expect("build_pre");
-    // Room for the special and ACPI pages, as xenopsd's max_mem leaves.
-    xg_ctrl::DomainOps::set_max_mem(&sim, DomId(1), (KERNEL_GUEST_MIB + 1) * 1024)
-        .expect("max_mem");
-    (sim, store)
-}
-
-/// Guest size of the kernel benches.
-const KERNEL_GUEST_MIB: u64 = 256;
-
 fn bench_kernel_builds(c: &mut Criterion) {
     let mut g = c.benchmark_group("kernel_build");
     g.sample_size(10);
-    let pvh = gzip(&pvh_kernel());
-    let pv = gzip(&pv_kernel());
-    g.bench_function("gunzip_32MiB_kernel_alone", |b| b.iter(|| gunzip(&pvh)));
-    let pvh_req = PvhBuildRequest::new(DomId(1), KERNEL_GUEST_MIB, KERNEL_GUEST_MIB, pvh);
+    let pvh = kb::pvh_kernel_gz();
+    let pv = kb::pv_kernel_gz();
+    g.bench_function("gunzip_32MiB_kernel_alone", |b| {
+        b.iter(|| kb::gunzip(&pvh).expect("gunzip"))
+    });
+    let pvh_req = PvhBuildRequest::new(kb::DOMID, kb::GUEST_MIB, kb::GUEST_MIB, pvh);
     g.bench_function("pvh_build_256MiB_gzip_kernel", |b| {
         b.iter_batched(
-            || prepared_kernel_guest(true),
+            || kb::prepared_guest(true).expect("guest"),
             |(sim, store)| build_pvh(&sim, &store, &pvh_req).expect("pvh build"),
             BatchSize::PerIteration,
         );
     });
-    let pv_req = PvBuildRequest::new(DomId(1), KERNEL_GUEST_MIB, KERNEL_GUEST_MIB, pv);
+    let pv_req = PvBuildRequest::new(kb::DOMID, kb::GUEST_MIB, kb::GUEST_MIB, pv);
     g.bench_function("linux_build_256MiB_gzip_kernel", |b| {
         b.iter_batched(
-            || prepared_kernel_guest(false),
+            || kb::prepared_guest(false).expect("guest"),
             |(sim, store)| build_pv(&sim, &store, &pv_req).expect("pv build"),
             BatchSize::PerIteration,
         );

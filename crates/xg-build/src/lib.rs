@@ -44,6 +44,8 @@
 //!
 //! On a real host the same function takes [`xg_ctrl::XenCtrl`] and a
 //! [`xg_store::Client`]; [`plan::plan_hvm`] computes the layout without building.
+//! [`pvh::build_pvh`] and [`pv::build_pv`] are the kernel-loading modes;
+//! [`bench_support`] makes the compressed kernels their benchmarks build.
 //!
 //! # Decisions
 //!
@@ -77,6 +79,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bench_support;
 pub mod cparse;
 pub mod error;
 pub mod flags;
