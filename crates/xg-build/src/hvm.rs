@@ -253,13 +253,12 @@ pub(crate) struct PlatformParams {
 }
 
 /// Sets viridian, HPET, the triple-fault reason and the x87 FIP width, in
-/// `hvm_build_set_params` order; only the x87 FIP width failing is fatal.
+/// `hvm_build_set_params` order; as in C, none of them failing is fatal.
 pub(crate) fn set_platform_params<H: Hypervisor + ?Sized>(
     hv: &H,
     domid: DomId,
     flags: &Flags,
 ) -> Result<PlatformParams, BuildError> {
-    let params_err = |e: xg_ctrl::Error| BuildError::xen(Step::SetParams, e);
     let viridian = flags.viridian_mask();
     if let Some(mask) = viridian {
         if let Err(e) = hv.set_hvm_param(domid, param::VIRIDIAN, mask) {
@@ -275,15 +274,22 @@ pub(crate) fn set_platform_params<H: Hypervisor + ?Sized>(
     }
     let mut x87 = None;
     if flags.x87_fip_width != 0 {
-        match hv.hvm_param(domid, param::X87_FIP_WIDTH) {
-            Ok(0) => {
-                let w = u64::from(flags.x87_fip_width);
-                hv.set_hvm_param(domid, param::X87_FIP_WIDTH, w)
-                    .map_err(params_err)?;
-                x87 = Some(w);
+        // As C: a failed read leaves `old` at 0, so the width is set anyway, and whether
+        // the set worked is not checked.
+        let current = hv
+            .hvm_param(domid, param::X87_FIP_WIDTH)
+            .unwrap_or_else(|e| {
+                log::warn!("Reading HVM_PARAM_X87_FIP_WIDTH failed: {e}");
+                0
+            });
+        if current == 0 {
+            let w = u64::from(flags.x87_fip_width);
+            match hv.set_hvm_param(domid, param::X87_FIP_WIDTH, w) {
+                Ok(()) => x87 = Some(w),
+                Err(e) => log::warn!("Setting HVM_PARAM_X87_FIP_WIDTH to {w} failed: {e}"),
             }
-            Ok(cur) => log::info!("HVM_PARAM_X87_FIP_WIDTH already {cur}, left alone"),
-            Err(e) => log::warn!("Reading HVM_PARAM_X87_FIP_WIDTH failed: {e}"),
+        } else {
+            log::info!("HVM_PARAM_X87_FIP_WIDTH already {current}, left alone");
         }
     }
     Ok(PlatformParams {

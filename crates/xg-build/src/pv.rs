@@ -28,7 +28,7 @@ use xg_store::Store;
 
 use crate::error::{BuildError, Step};
 use crate::flags::Flags;
-use crate::hvm::{construct_cpuid, domain_flags, guest_error, Timer};
+use crate::hvm::{commit_xenstore, construct_cpuid, domain_flags, guest_error, Timer};
 use crate::pvh::{read_limit, KERNEL_LIMIT_KEY, MODULE_LIMIT_KEY, XC_INVALID_KERNEL};
 use crate::vcpus::{self, VcpuConfig};
 
@@ -115,6 +115,9 @@ pub struct PvBuildOutcome {
     pub image: PvImageOutcome,
     /// The CPU policy set.
     pub cpu_policy: CpuPolicy,
+    /// Xenstore writes (relative to the domain path), in order: the `hvmloader_flag`
+    /// rewrites of `platform/acpi`, `acpi_s4`, `acpi_s3`.
+    pub xenstore_writes: Vec<(String, String)>,
     /// Time per stage.
     pub timings: Vec<(&'static str, Duration)>,
 }
@@ -194,7 +197,7 @@ where
 {
     let domid = req.domid;
     let mut t = Timer::new();
-    let (_, flags) = domain_flags(hv, store, domid, false)?;
+    let (domain_path, flags) = domain_flags(hv, store, domid, false)?;
     if !req.features.is_empty() {
         log::warn!("-features {:?} ignored", req.features);
     }
@@ -244,6 +247,12 @@ where
     let cpu_policy = cpuid_policy(hv, domid, &flags)?;
     t.lap("cpuid");
 
+    // C's get_flags rewrites platform/acpi* with hvmloader_flag for PV guests too; like
+    // the HVM and PVH builds, the rewrites go in one transaction once the build worked.
+    let xenstore_writes = flags.fixups.clone();
+    commit_xenstore(store, &domain_path, &xenstore_writes)?;
+    t.lap("xenstore commit");
+
     Ok(PvBuildOutcome {
         domid,
         store_mfn: image.store_mfn,
@@ -258,6 +267,7 @@ where
         memory,
         image,
         cpu_policy,
+        xenstore_writes,
         timings: t.timings,
     })
 }

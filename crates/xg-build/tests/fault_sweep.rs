@@ -466,7 +466,8 @@ const UNCHECKED_SPECIAL_PARAMS: [u64; 10] = [1, 5, 6, 12, 17, 27, 28, 29, 32, 33
 /// The console and xenstore pages, cleared again at the end of `alloc_magic_pages_hvm`
 /// without checking the result.
 const RECLEARED_PAGES: [u64; 2] = [0xfefff, 0xfeffc];
-/// `HVM_PARAM_X87_FIP_WIDTH`: only set when the get succeeds and reads 0.
+/// `HVM_PARAM_X87_FIP_WIDTH`: set when the get reads 0 or fails; neither call's result
+/// decides anything (`hvm_build_set_params`).
 const X87_FIP_WIDTH: u64 = 36;
 
 fn field(r: &Record, k: &str) -> u64 {
@@ -493,7 +494,9 @@ fn expectation(point: &Point, seeded: &MemStore) -> Expect {
             {
                 Expect::Same
             }
-            "hvm_param" if field(record, "param") == X87_FIP_WIDTH => Expect::Same,
+            "hvm_param" | "set_hvm_param" if field(record, "param") == X87_FIP_WIDTH => {
+                Expect::Same
+            }
             // meminit_hvm: superpage failures fall back to smaller pages.
             "populate_physmap" if field(record, "extent_order") > 0 => Expect::Same,
             // The claim release on meminit's exit path ignores its result.

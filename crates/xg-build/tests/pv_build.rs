@@ -19,6 +19,7 @@ const DOMID: u16 = 7;
 
 struct Run {
     result: Result<PvBuildOutcome, BuildError>,
+    store: MemStore,
     sim: Traced<Simulator>,
     sink: TraceSink,
     path: String,
@@ -38,6 +39,10 @@ fn run(req: &PvBuildRequest) -> Run {
 }
 
 fn run_faulty(req: &PvBuildRequest, fault: Option<FaultRule>) -> Run {
+    run_in(req, fault, &[])
+}
+
+fn run_in(req: &PvBuildRequest, fault: Option<FaultRule>, platform: &[(&str, &str)]) -> Run {
     let store = MemStore::new();
     let sink = TraceSink::new();
     let inner = Simulator::new(&HostConfig::uniform(1, 16384, 4)).unwrap();
@@ -46,7 +51,10 @@ fn run_faulty(req: &PvBuildRequest, fault: Option<FaultRule>) -> Run {
     }
     let sim = Traced::new(inner, sink.clone());
     let path = store.get_domain_path(u32::from(DOMID)).unwrap();
-    for (k, v) in [("vcpu/number", "2"), ("vcpu/current", "2")] {
+    for (k, v) in [("vcpu/number", "2"), ("vcpu/current", "2")]
+        .iter()
+        .chain(platform)
+    {
         store
             .write(TxId::NONE, &toolstack::platform_key(&path, k), v.as_bytes())
             .unwrap();
@@ -55,6 +63,7 @@ fn run_faulty(req: &PvBuildRequest, fault: Option<FaultRule>) -> Run {
     let result = build_pv(&sim, &store, req);
     Run {
         result,
+        store,
         sim,
         sink,
         path,
@@ -127,6 +136,36 @@ fn pv_256mib_on_the_simulator() {
     assert!(o.cpu_policy.leaves.iter().any(|l| l.leaf == 1));
     r.sim.inner().check_invariants().unwrap();
     insta::assert_snapshot!(report(&r));
+}
+
+#[test]
+fn hvmloader_flag_fixups_as_in_c() {
+    // C's stub_xc_linux_build starts with get_flags, which rewrites platform/acpi* for PV
+    // guests too.
+    let platform = [("acpi", "true"), ("acpi_s4", "1"), ("acpi_s3", "yes")];
+    let r = run_in(&request(64), None, &platform);
+    let o = r.result.as_ref().unwrap();
+    let want = [
+        ("platform/acpi".to_owned(), "1".to_owned()),
+        ("platform/acpi_s3".to_owned(), "0".to_owned()),
+    ];
+    assert_eq!(o.xenstore_writes, want);
+    let read = |k: &str| {
+        r.store
+            .read(TxId::NONE, &format!("{}/platform/{k}", r.path))
+            .unwrap()
+    };
+    assert_eq!(
+        (read("acpi"), read("acpi_s4"), read("acpi_s3")),
+        (b"1".to_vec(), b"1".to_vec(), b"0".to_vec())
+    );
+    // Absent keys are written as "0", as C's hvmloader_flag does.
+    let plain = run(&request(64));
+    let zeroes: Vec<(String, String)> = ["acpi", "acpi_s4", "acpi_s3"]
+        .iter()
+        .map(|k| (format!("platform/{k}"), "0".to_owned()))
+        .collect();
+    assert_eq!(plain.result.unwrap().xenstore_writes, zeroes);
 }
 
 #[test]

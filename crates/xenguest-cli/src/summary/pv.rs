@@ -6,7 +6,7 @@ use xg_guest::pv::layout::{PvLayout, PvSegment};
 
 use super::{
     cmdline, cpu_policy, ending, field, headline, hex_rows, mib_pages, page_counts, ring, row,
-    section, stages, vcpus, Channel, Input, Run,
+    section, stages, vcpus, xenstore_writes, Channel, Input, Run,
 };
 
 /// What the PV summary shows.
@@ -184,6 +184,7 @@ pub fn render(c: &Context<'_>) -> String {
         format_args!("{:<12} mfn {}", "hypercall", hex_or_none(img.hypercall_mfn)),
     );
     cpu_policy(&mut s, &o.cpu_policy, &o.flags, "PV default");
+    xenstore_writes(&mut s, &o.xenstore_writes);
     stages(&mut s, &o.timings);
     ending(&mut s, &c.run, &o.result_line());
     s
