@@ -422,9 +422,10 @@ pub const DESCRIPTION: &[&str] = &[
      unique prefix. Options are processed in order and later ones overwrite earlier \
      ones; words that are not options are ignored.",
     "With --backend sim (the default) the domain lives in a simulated hypervisor, \
-     created by xenguest itself as xenopsd's build_pre would (HVM, HAP, max_vcpus from \
-     platform/vcpu/number), so builds, plans and traces work on any Linux machine. If \
-     -image does not exist and the backend is sim, a built-in test firmware is used. \
+     created by xenguest itself as xenopsd's build_pre would (HVM with HAP, or PV for \
+     linux_build; max_vcpus from platform/vcpu/number), so builds, plans and traces work \
+     on any Linux machine. If -image does not exist and the backend is sim, a built-in \
+     test firmware (hvm_build) or test kernel (pvh_build, linux_build) is used. \
      With --backend privcmd xenguest drives a real Xen from dom0 through \
      /dev/xen/privcmd and needs root.",
 ];
@@ -433,12 +434,14 @@ pub const DESCRIPTION: &[&str] = &[
 pub const OUTPUT: &[&str] = &[
     "A successful build writes one line, result:<store pfn> <console pfn>, to the \
      -controloutfd descriptor, or to standard output when no control descriptor was \
-     given. For an HVM guest on a default layout this is result:1044476 1044479.",
+     given. For an HVM or PVH guest on a default layout this is result:1044476 1044479. \
+     linux_build names machine frames and the guest's ABI: result:<store mfn> \
+     <console mfn> x86_64-abi.",
     "Every failure writes error:<message> lines to the same place and exits with status \
      1. xenopsd stops at the first error: line.",
     "Logs go to standard error and syslog (ident xenguest-<domid>-build), never to the \
-     control descriptor; unless --quiet, a readable summary of the build follows the \
-     result on standard error.",
+     control descriptor; unless --quiet, a readable summary of the build is written to \
+     standard error just before the result line.",
 ];
 
 /// EXIT STATUS entries: (status, meaning).
