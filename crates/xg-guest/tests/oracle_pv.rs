@@ -425,6 +425,23 @@ fn case_table_matches_libxenguest() {
     );
 }
 
+/// The one deliberate difference: a guest without memory. libxenguest sets the address
+/// size, populates nothing and succeeds (the build fails later, placing the kernel);
+/// ours refuses before any call.
+#[test]
+fn zero_pages_is_the_known_difference() {
+    let Some(bin) = pv_oracle() else { return };
+    let case = PvCase::mib(0);
+    let trace = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oracle-pv-zero.jsonl");
+    let want = run_oracle(bin, &case, &trace);
+    let calls: Vec<_> = want.records.iter().map(|r| r["call"].clone()).collect();
+    assert_eq!(calls, ["set_address_size", "claim_pages"]);
+    assert!(want.ok);
+    let (got, result) = run_ours(&case);
+    assert!(got.records.is_empty(), "{:?}", got.records);
+    assert!(matches!(result, Err(PvImageError::NoMemory)), "{result:?}");
+}
+
 /// A random configuration: 16 MiB to 4 GiB, page-granular half of the time, hosts that
 /// fail, fragment or run out.
 fn random_case(rng: &mut SmallRng) -> PvCase {
