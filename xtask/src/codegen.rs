@@ -70,6 +70,9 @@ const TYPES: &[&str] = &[
     "xen_mem_acquire_resource",
     "xen_add_to_physmap",
     "xen_remove_from_physmap",
+    "xen_reserved_device_memory_map",
+    "xen_reserved_device_memory",
+    "physdev_pci_device",
     // hvm
     "xen_hvm_param",
     "hvm_info_table",

@@ -207,6 +207,21 @@ fn probes() -> Vec<Probe> {
         frame_list
     );
     layout!(p, xen_add_to_physmap);
+    layout!(p, xen_reserved_device_memory);
+    offsets!(p, xen_reserved_device_memory, start_pfn, nr_pages);
+    layout!(p, xen_reserved_device_memory_map);
+    offsets!(
+        p,
+        xen_reserved_device_memory_map,
+        flags,
+        nr_entries,
+        buffer,
+        dev
+    );
+    layout!(p, physdev_pci_device);
+    offsets!(p, physdev_pci_device, seg, bus, devfn);
+    constant!(p, XENMEM_reserved_device_memory_map);
+    constant!(p, XENMEM_RDM_ALL);
 
     // hvm
     layout!(p, xen_hvm_param);

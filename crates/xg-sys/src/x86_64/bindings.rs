@@ -2403,6 +2403,115 @@ const _: () = {
         [::std::mem::offset_of!(xen_pod_target, domid) - 32usize];
 };
 #[repr(C)]
+#[derive(Debug, Default, Copy, Clone, PartialEq, Eq)]
+pub struct xen_reserved_device_memory {
+    pub start_pfn: xen_pfn_t,
+    pub nr_pages: xen_ulong_t,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of xen_reserved_device_memory"]
+        [::std::mem::size_of::<xen_reserved_device_memory>() - 16usize];
+    ["Alignment of xen_reserved_device_memory"]
+        [::std::mem::align_of::<xen_reserved_device_memory>() - 8usize];
+    ["Offset of field: xen_reserved_device_memory::start_pfn"]
+        [::std::mem::offset_of!(xen_reserved_device_memory, start_pfn) - 0usize];
+    ["Offset of field: xen_reserved_device_memory::nr_pages"]
+        [::std::mem::offset_of!(xen_reserved_device_memory, nr_pages) - 8usize];
+};
+pub type xen_reserved_device_memory_t = xen_reserved_device_memory;
+#[repr(C)]
+#[derive(Debug, Copy, Clone, PartialEq, Eq)]
+pub struct __guest_handle_xen_reserved_device_memory_t {
+    pub p: *mut xen_reserved_device_memory_t,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of __guest_handle_xen_reserved_device_memory_t"]
+        [::std::mem::size_of::<__guest_handle_xen_reserved_device_memory_t>() - 8usize];
+    ["Alignment of __guest_handle_xen_reserved_device_memory_t"]
+        [::std::mem::align_of::<__guest_handle_xen_reserved_device_memory_t>() - 8usize];
+    ["Offset of field: __guest_handle_xen_reserved_device_memory_t::p"]
+        [::std::mem::offset_of!(__guest_handle_xen_reserved_device_memory_t, p) - 0usize];
+};
+impl Default for __guest_handle_xen_reserved_device_memory_t {
+    fn default() -> Self {
+        let mut s = ::std::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::std::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct xen_reserved_device_memory_map {
+    pub flags: u32,
+    pub nr_entries: ::std::os::raw::c_uint,
+    pub buffer: __guest_handle_xen_reserved_device_memory_t,
+    pub dev: xen_reserved_device_memory_map__bindgen_ty_1,
+}
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub union xen_reserved_device_memory_map__bindgen_ty_1 {
+    pub pci: physdev_pci_device_t,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of xen_reserved_device_memory_map__bindgen_ty_1"]
+        [::std::mem::size_of::<xen_reserved_device_memory_map__bindgen_ty_1>() - 4usize];
+    ["Alignment of xen_reserved_device_memory_map__bindgen_ty_1"]
+        [::std::mem::align_of::<xen_reserved_device_memory_map__bindgen_ty_1>() - 2usize];
+    ["Offset of field: xen_reserved_device_memory_map__bindgen_ty_1::pci"]
+        [::std::mem::offset_of!(xen_reserved_device_memory_map__bindgen_ty_1, pci) - 0usize];
+};
+impl Default for xen_reserved_device_memory_map__bindgen_ty_1 {
+    fn default() -> Self {
+        let mut s = ::std::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::std::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+impl ::std::fmt::Debug for xen_reserved_device_memory_map__bindgen_ty_1 {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        write!(
+            f,
+            "xen_reserved_device_memory_map__bindgen_ty_1 {{ union }}"
+        )
+    }
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of xen_reserved_device_memory_map"]
+        [::std::mem::size_of::<xen_reserved_device_memory_map>() - 24usize];
+    ["Alignment of xen_reserved_device_memory_map"]
+        [::std::mem::align_of::<xen_reserved_device_memory_map>() - 8usize];
+    ["Offset of field: xen_reserved_device_memory_map::flags"]
+        [::std::mem::offset_of!(xen_reserved_device_memory_map, flags) - 0usize];
+    ["Offset of field: xen_reserved_device_memory_map::nr_entries"]
+        [::std::mem::offset_of!(xen_reserved_device_memory_map, nr_entries) - 4usize];
+    ["Offset of field: xen_reserved_device_memory_map::buffer"]
+        [::std::mem::offset_of!(xen_reserved_device_memory_map, buffer) - 8usize];
+    ["Offset of field: xen_reserved_device_memory_map::dev"]
+        [::std::mem::offset_of!(xen_reserved_device_memory_map, dev) - 16usize];
+};
+impl Default for xen_reserved_device_memory_map {
+    fn default() -> Self {
+        let mut s = ::std::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::std::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+impl ::std::fmt::Debug for xen_reserved_device_memory_map {
+    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+        write ! (f , "xen_reserved_device_memory_map {{ flags: {:?}, nr_entries: {:?}, buffer: {:?}, dev: {:?} }}" , self . flags , self . nr_entries , self . buffer , self . dev)
+    }
+}
+#[repr(C)]
 #[derive(Debug, Copy, Clone, PartialEq, Eq)]
 pub struct xen_mem_acquire_resource {
     pub domid: domid_t,
