@@ -385,7 +385,7 @@ fn kernel_builds(example: &Path) -> Result<Vec<Figure>> {
     let v: Value = serde_json::from_str(out.trim()).context("kernel_builds JSON")?;
     let mib = num(&v, "kernel_bytes")? / f64::from(1u32 << 20);
     let gunzip = num(&v, "gunzip_ms")?;
-    Ok([("pvh_build", "PVH"), ("linux_build", "PV")]
+    [("pvh_build", "PVH"), ("linux_build", "PV")]
         .iter()
         .map(|(key, label)| -> Result<Figure> {
             Ok(Figure {
@@ -398,7 +398,7 @@ fn kernel_builds(example: &Path) -> Result<Vec<Figure>> {
                 reading: "1.0 = the build costs no more than decompressing",
             })
         })
-        .collect::<Result<Vec<_>>>()?)
+        .collect::<Result<Vec<_>>>()
 }
 
 fn machine() -> Result<Value> {

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use xg_ctrl::sim::{HostConfig, Simulator};
 use xg_ctrl::{DomId, DomainOps};
 use xg_guest::kernel::notes;
-use xg_guest::kernel::test_kernel::{Elf64Writer, TEST_PV_HYPERCALL_PAGE, TEST_PV_VIRT_BASE};
+use xg_guest::kernel::test_kernel::{pv_kernel_with, Elf64Writer};
 use xg_store::MemStore;
 
 use crate::{toolstack, BuildError, Step};
@@ -62,21 +62,7 @@ pub fn pvh_kernel_gz() -> Vec<u8> {
 
 /// A gzip-compressed 64-bit PV kernel: the PV test kernel's notes, one 32 MiB segment.
 pub fn pv_kernel_gz() -> Vec<u8> {
-    let elf = Elf64Writer::new(TEST_PV_VIRT_BASE)
-        .load(TEST_PV_VIRT_BASE, 0, &payload(), 0)
-        .note("Xen", notes::GUEST_OS, b"linux\0")
-        .note("Xen", notes::XEN_VERSION, b"xen-3.0\0")
-        .note("Xen", notes::VIRT_BASE, &TEST_PV_VIRT_BASE.to_le_bytes())
-        .note("Xen", notes::PADDR_OFFSET, &0u64.to_le_bytes())
-        .note("Xen", notes::ENTRY, &TEST_PV_VIRT_BASE.to_le_bytes())
-        .note(
-            "Xen",
-            notes::HYPERCALL_PAGE,
-            &TEST_PV_HYPERCALL_PAGE.to_le_bytes(),
-        )
-        .note("Xen", notes::FEATURES, b"!writable_page_tables\0")
-        .build();
-    gzip(&elf)
+    gzip(&pv_kernel_with(&payload(), 0))
 }
 
 /// A fresh one-node simulated host with domain [`DOMID`] created as xenopsd would (HVM

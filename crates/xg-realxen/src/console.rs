@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use xg_ctrl::{DomId, DomainOps, XenCtrl};
 
+use crate::cmd::xl;
+
 /// Where dom0's xenconsoled (`--log=guest --log-dir=/var/log/xen/console`) appends what
 /// the guest named `name` writes to its console ring.
 pub fn log_path(name: &str) -> PathBuf {
@@ -81,5 +83,38 @@ pub fn wait_for(
             };
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The last `n` lines Xen's console (`xl dmesg`) holds from domain `domid`: what a HVM
+/// or PVH guest wrote to port 0xE9, and Xen's own messages about it.
+pub fn xen_console_of(domid: DomId, n: usize) -> Vec<String> {
+    let dmesg = xl(&["dmesg"]).unwrap_or_default();
+    let prefix = format!("(d{})", domid.0);
+    let lines: Vec<String> = dmesg
+        .lines()
+        .filter(|l| l.contains(&prefix))
+        .map(str::to_owned)
+        .collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// Waits up to `timeout` for every needle in Xen's console lines of `domid`; returns
+/// those lines, or the last ones seen when time ran out.
+pub fn wait_xen_console(
+    domid: DomId,
+    needles: &[&str],
+    timeout: Duration,
+) -> Result<Vec<String>, Vec<String>> {
+    let start = Instant::now();
+    loop {
+        let lines = xen_console_of(domid, usize::MAX);
+        if needles.iter().all(|n| lines.iter().any(|l| l.contains(n))) {
+            return Ok(lines);
+        }
+        if start.elapsed() > timeout {
+            return Err(lines);
+        }
+        std::thread::sleep(Duration::from_millis(250));
     }
 }

@@ -8,6 +8,7 @@
 //! Modules: [`build`] runs our `xenguest` like xenopsd, [`cmd`] runs Debian's tools (`xl`, `xenstore-*`) and parses their output,
 //! [`console`] reads guest consoles from xenconsoled's logs,
 //! [`domain`] creates domains the way xenopsd does (before and after the build) and destroys them on drop,
+//! [`linux`] boots Debian's kernel to its `/init` with our builders,
 //! [`trace`] reads our hypercall traces and reduces them to what two backends must agree on.
 //!
 //! # Walkthrough
@@ -34,6 +35,7 @@ pub mod build;
 pub mod cmd;
 pub mod console;
 pub mod domain;
+pub mod linux;
 pub mod trace;
 
 use std::path::PathBuf;
@@ -43,6 +45,18 @@ use std::path::PathBuf;
 pub fn in_dom0() -> bool {
     let caps = std::fs::read_to_string("/proc/xen/capabilities").unwrap_or_default();
     caps.contains("control_d") && std::path::Path::new(xg_ctrl::privcmd::PRIVCMD_PATH).exists()
+}
+
+/// The privcmd and Xenstore handles of a test in dom0.
+///
+/// # Panics
+/// Outside dom0 of a real Xen, or when either cannot be opened (a test helper).
+pub fn dom0_handles() -> (xg_ctrl::XenCtrl, xg_store::Client) {
+    assert!(in_dom0(), "not in dom0 of a real Xen");
+    (
+        xg_ctrl::XenCtrl::open().expect("open privcmd"),
+        xg_store::Client::open().expect("connect to xenstored"),
+    )
 }
 
 /// Where `cargo xtask xen-test` puts our `xenguest` in dom0 (`XG_XENGUEST` overrides).

@@ -8,15 +8,6 @@ use std::time::{Duration, Instant};
 use xg_ctrl::{DomId, DomainOps, XenCtrl};
 use xg_realxen::build::{error_lines, hvm_build_privcmd, result_line};
 use xg_realxen::domain::{create_like_xenopsd, remove_store, Guard, GuestSpec};
-use xg_store::Client;
-
-fn setup() -> (XenCtrl, Client) {
-    assert!(xg_realxen::in_dom0(), "not in dom0 of a real Xen");
-    (
-        XenCtrl::open().expect("open privcmd"),
-        Client::open().expect("connect to xenstored"),
-    )
-}
 
 fn destroy_and_wait(xc: &XenCtrl, d: DomId) {
     xc.destroy(d).expect("destroy after a failed build");
@@ -43,7 +34,7 @@ fn assert_clean_failure(out: &xg_realxen::cmd::Finished) -> Vec<String> {
 #[test]
 #[ignore = "needs dom0 of a real Xen: run `cargo xtask xen-test`"]
 fn max_mem_below_the_request() {
-    let (xc, xs) = setup();
+    let (xc, xs) = xg_realxen::dom0_handles();
     let spec = GuestSpec::small(128, 1);
     let d = create_like_xenopsd(&xc, &xs, "xg-fail-maxmem", &spec).expect("create");
     let dom = Guard::new(&xc, d);
@@ -65,7 +56,7 @@ fn max_mem_below_the_request() {
 #[test]
 #[ignore = "needs dom0 of a real Xen: run `cargo xtask xen-test`"]
 fn impossible_affinity() {
-    let (xc, xs) = setup();
+    let (xc, xs) = xg_realxen::dom0_handles();
     let mut spec = GuestSpec::small(64, 1);
     // Only pCPU 7, which this 2-CPU host does not have.
     spec.platform

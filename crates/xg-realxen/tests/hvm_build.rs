@@ -10,21 +10,12 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use xg_ctrl::{DomainOps, XenCtrl};
+use xg_ctrl::DomainOps;
 use xg_realxen::build::{hvm_build_privcmd, hvm_build_sim, result_line, summary_section};
 use xg_realxen::cmd::xl;
 use xg_realxen::domain::{create_like_xenopsd, remove_store, Guard, GuestSpec};
 use xg_realxen::report;
 use xg_realxen::trace::{memory_effect, read};
-use xg_store::Client;
-
-fn setup() -> (XenCtrl, Client) {
-    assert!(xg_realxen::in_dom0(), "not in dom0 of a real Xen");
-    (
-        XenCtrl::open().expect("open privcmd"),
-        Client::open().expect("connect to xenstored"),
-    )
-}
 
 fn tmp(name: &str) -> PathBuf {
     std::env::temp_dir().join(name)
@@ -48,7 +39,7 @@ fn wait_dmesg(needle: &str, timeout: Duration) -> Option<Vec<String>> {
 #[test]
 #[ignore = "needs dom0 of a real Xen: run `cargo xtask xen-test`"]
 fn hvm_build_matches_simulator_and_runs_hvmloader() {
-    let (xc, xs) = setup();
+    let (xc, xs) = xg_realxen::dom0_handles();
     let spec = GuestSpec::small(128, 2);
     let domid = create_like_xenopsd(&xc, &xs, "xg-hvm-build", &spec).expect("create domain");
     let dom = Guard::new(&xc, domid);
@@ -253,7 +244,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[test]
 #[ignore = "needs dom0 of a real Xen: run `cargo xtask xen-test`"]
 fn timing_xenguest_vs_xl_create() {
-    let (xc, xs) = setup();
+    let (xc, xs) = xg_realxen::dom0_handles();
     let spec = GuestSpec::small(256, 2);
     let rounds = 3;
     // What starting the (static) binary costs here: `-supports` exits right after parsing.

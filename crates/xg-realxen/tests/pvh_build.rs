@@ -5,47 +5,13 @@
 //! dom0's xenconsoled and xenstored. Runs in dom0 (`cargo xtask xen-test`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use xg_ctrl::{DomainOps, HostOps, XenCtrl};
 use xg_realxen::build::{build_compared, KernelBuild, PvhImage};
-use xg_realxen::cmd::xl;
-use xg_realxen::console::{self, Outcome};
-use xg_realxen::domain::{
-    alloc_ports, create_like_xenopsd, remove_store, start_like_xenopsd, Guard, GuestSpec,
-};
-use xg_realxen::report;
-use xg_store::{Client, Store, TxId};
-
-fn setup() -> (XenCtrl, Client) {
-    assert!(xg_realxen::in_dom0(), "not in dom0 of a real Xen");
-    (
-        XenCtrl::open().expect("open privcmd"),
-        Client::open().expect("connect to xenstored"),
-    )
-}
-
-/// Waits up to `timeout` for every needle in `xl dmesg`; returns the guest's lines.
-fn wait_dmesg(domid: u16, needles: &[&str], timeout: Duration) -> Result<Vec<String>, Vec<String>> {
-    let prefix = format!("(d{domid})");
-    let start = Instant::now();
-    loop {
-        let text = xl(&["dmesg"]).unwrap_or_default();
-        let lines: Vec<String> = text
-            .lines()
-            .filter(|l| l.contains(&prefix))
-            .map(str::to_owned)
-            .collect();
-        if needles.iter().all(|n| lines.iter().any(|l| l.contains(n))) {
-            return Ok(lines);
-        }
-        if start.elapsed() > timeout {
-            return Err(lines);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
+use xg_realxen::console;
+use xg_realxen::domain::{create_like_xenopsd, remove_store, Guard, GuestSpec};
+use xg_realxen::{dom0_handles, linux, report};
 
 #[test]
 #[ignore = "needs dom0 of a real Xen: run `cargo xtask xen-test`"]
@@ -68,7 +34,7 @@ fn our_pvh_test_kernel_runs() {
         modules: Vec::new(),
     });
     let spec = GuestSpec::small(32, 1);
-    let (xc, xs) = setup();
+    let (xc, xs) = dom0_handles();
     let d = create_like_xenopsd(&xc, &xs, name, &spec).expect("create domain");
     let dom = Guard::new(&xc, d);
     let built = build_compared(&xc, d, name, &spec, &build);
@@ -80,7 +46,7 @@ fn our_pvh_test_kernel_runs() {
     let t = Instant::now();
     xc.unpause(d).expect("unpause");
     let needles = [banner.as_str(), magic_ok.as_str()];
-    match wait_dmesg(d.0, &needles, Duration::from_secs(30)) {
+    match console::wait_xen_console(d, &needles, Duration::from_secs(30)) {
         Ok(lines) => {
             for l in lines.iter().rev().take(4).rev() {
                 println!("{l}");
@@ -101,14 +67,6 @@ fn our_pvh_test_kernel_runs() {
     remove_store(&xs, d).expect("remove xenstore dir");
 }
 
-/// Debian's kernel as shipped (bzImage; its payload is xz with the x86 BCJ filter) and the
-/// fixture's busybox initramfs (`WITH_LINUX_GUEST=1`), whose `/init` prints `DOMU-UP` and
-/// powers the guest off.
-const LINUX_BZIMAGE: &str = "/guest/vmlinuz";
-const LINUX_INITRD: &str = "/guest/domu-initrd.gz";
-/// What the fixture's guest `/init` prints.
-const INIT_BANNER: &str = "DOMU-UP";
-
 /// xapi always writes `platform/featureset` (the VM's CPU features); do the same with
 /// Xen's HVM default. Without it xenguest's pvh_build takes the *PV* featureset (the C
 /// xenguest's `hvm = !is_pvh` quirk, reproduced): PGE is then hidden and Linux's
@@ -127,74 +85,35 @@ fn hvm_default_featureset(xc: &XenCtrl) -> String {
 #[test]
 #[ignore = "needs dom0 of a real Xen: run `cargo xtask xen-test`"]
 fn debian_linux_reaches_init_as_pvh_guest() {
-    for f in [LINUX_BZIMAGE, LINUX_INITRD] {
-        assert!(
-            Path::new(f).exists(),
-            "{f} missing (fixture without WITH_LINUX_GUEST=1?)"
-        );
-    }
+    linux::require_images();
     let name = "xg-linux-pvh";
     // hvc0 is the console ring xenconsoled serves; earlyprintk=xen (port 0xE9, into Xen's
     // console) stays on so `xl dmesg` shows how far a failed boot got.
     let build = KernelBuild::Pvh(PvhImage {
-        kernel: LINUX_BZIMAGE.to_owned(),
+        kernel: linux::BZIMAGE.to_owned(),
         cmdline: "console=hvc0 earlyprintk=xen,keep rdinit=/init".to_owned(),
-        modules: vec![(LINUX_INITRD.to_owned(), String::new())],
+        modules: vec![(linux::INITRD.to_owned(), String::new())],
     });
-    let (xc, xs) = setup();
+    let (xc, xs) = dom0_handles();
     let mut spec = GuestSpec::small(256, 1);
     spec.platform
         .push(("featureset".to_owned(), hvm_default_featureset(&xc)));
     let d = create_like_xenopsd(&xc, &xs, name, &spec).expect("create domain");
     let dom = Guard::new(&xc, d);
-    let ports = alloc_ports(&xc, d, &mut spec).expect("allocate event channels");
-    let built = build_compared(&xc, d, name, &spec, &build);
-    start_like_xenopsd(&xs, d, ports, built.frames.0, built.frames.1)
-        .expect("introduce the domain");
-    xc.unpause(d).expect("unpause");
-    let w = console::wait_for(&xc, d, name, &[INIT_BANNER], Duration::from_secs(120));
-    for l in w.tail(12) {
+    let at = linux::boot_to_init(&xc, &xs, d, name, &mut spec, &build);
+    for l in at.waited.tail(12) {
         println!("console: {l}");
     }
-    if w.outcome != Outcome::Seen {
-        let dmesg = xl(&["dmesg"]).unwrap_or_default();
-        let prefix = format!("(d{})", d.0);
-        let guest: Vec<&str> = dmesg.lines().filter(|l| l.contains(&prefix)).collect();
-        panic!(
-            "{name}: no {INIT_BANNER} on the console ({:?} after {:.1} s); Xen's console: {:#?}",
-            w.outcome,
-            w.elapsed.as_secs_f64(),
-            &guest[guest.len().saturating_sub(30)..]
-        );
-    }
-    // The /init then asks for a poweroff, which a PVH guest cannot do here (its FADT is
-    // hardware-reduced and no ACPI sleep register exists, as with libxl's tables): the
-    // domain keeps running until it is destroyed. Reaching /init is what is checked.
-    // Linux's xenbus announces the shutdown requests it handles under control/: the
-    // guest reached xenstored through the ring and port we handed over.
-    let feature = xs
-        .read_opt(
-            TxId::NONE,
-            &format!("/local/domain/{}/control/feature-poweroff", d.0),
-        )
-        .expect("read control/feature-poweroff");
+    // The /init then asks for a poweroff, which a PVH Linux does not carry out (no ACPI
+    // sleep registers, no Xen poweroff hook for PVH; the same under xl, see
+    // docs/REAL-XEN.md): the guest must simply still be running, neither shut down nor
+    // crashed.
     assert_eq!(
-        feature.as_deref(),
-        Some(&b"1"[..]),
-        "{name}: the guest wrote no control/feature-poweroff"
+        linux::shutdown_reason(&xc, d),
+        None,
+        "{name}: shut down early"
     );
-    let info = xc.domain_info(d).expect("getdomaininfo");
-    assert_eq!(info.shutdown_reason(), None, "{name}: shut down early");
-    report(&format!(
-        "{name}: pvh_build {:.1} ms, {}; {} memory calls = simulator; ports store {} console {}; \
-         /init on hvc0 (xenconsoled, xenstored) {:.2} s after unpause",
-        built.elapsed.as_secs_f64() * 1e3,
-        built.result,
-        built.memory_calls,
-        ports.store,
-        ports.console,
-        w.elapsed.as_secs_f64()
-    ));
+    report(&linux::report_line(name, "pvh_build", &at, ""));
     let _ = xs.release(u32::from(d.0));
     drop(dom);
     remove_store(&xs, d).expect("remove xenstore dir");

@@ -133,8 +133,15 @@ pub fn test_pv_kernel_code() -> Vec<u8> {
 pub fn test_pv_kernel() -> Vec<u8> {
     let mut code = test_pv_kernel_code();
     code.resize(0x1000, 0);
+    pv_kernel_with(&code, 0x1000)
+}
+
+/// A PV kernel with the notes of [`test_pv_kernel`] whose one segment, at physical 0 and
+/// virtual [`TEST_PV_VIRT_BASE`], holds `data` followed by `bss` zero bytes (the
+/// hypercall page at [`TEST_PV_HYPERCALL_PAGE`] must fall inside it).
+pub fn pv_kernel_with(data: &[u8], bss: u64) -> Vec<u8> {
     Elf64Writer::new(TEST_PV_VIRT_BASE)
-        .load(TEST_PV_VIRT_BASE, 0, &code, 0x1000)
+        .load(TEST_PV_VIRT_BASE, 0, data, bss)
         .note("Xen", notes::GUEST_OS, b"xenguest-rs-test\0")
         .note("Xen", notes::LOADER, b"generic\0")
         .note("Xen", notes::XEN_VERSION, b"xen-3.0\0")
