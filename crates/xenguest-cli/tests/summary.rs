@@ -1,27 +1,12 @@
 //! The readable summary each build mode prints on standard error, from runs of the binary
 //! on the simulator. Times are masked; everything else is deterministic.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-const BIN: &str = env!("CARGO_BIN_EXE_xenguest");
-
-fn xenguest(args: &[String]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("XENSTORED_PATH")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn argv(words: &[&str]) -> Vec<String> {
-    words.iter().map(|w| (*w).to_owned()).collect()
-}
+use common::{text, two_modules, Build};
 
 /// Replaces every `<whitespace><digits>.<3 digits> ms` by ` <ms>`: the column padding
 /// in front of a time depends on its width.
@@ -79,23 +64,6 @@ fn summary_of(out: &Output, dir: Option<&Path>) -> String {
     s
 }
 
-const HVM: &[&str] = &[
-    "-mode",
-    "hvm_build",
-    "-domid",
-    "2",
-    "-mem_max_mib",
-    "1024",
-    "-mem_start_mib",
-    "1024",
-    "-store_port",
-    "1",
-    "-console_port",
-    "2",
-    "-image",
-    "/nonexistent/hvmloader",
-];
-
 #[test]
 fn masking_keeps_everything_but_times() {
     assert_eq!(
@@ -106,7 +74,7 @@ fn masking_keeps_everything_but_times() {
 
 #[test]
 fn hvm_summary() {
-    let out = xenguest(&argv(HVM));
+    let out = Build::hvm().run();
     assert_eq!(text(&out.stdout), "result:1044476 1044479\n");
     insta::assert_snapshot!(summary_of(&out, None));
 }
@@ -116,19 +84,19 @@ fn hvm_summary_with_pod_vgpu_and_files() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("t.jsonl");
     let svg = dir.path().join("m.svg");
-    let mut args = argv(HVM);
-    args.extend(argv(&[
-        "-mem_start_mib",
-        "768",
-        "-vgpu",
-        "--platform",
-        "vcpu/number=2",
-        "--trace",
-        trace.to_str().unwrap(),
-        "--memory-map",
-        svg.to_str().unwrap(),
-    ]));
-    let out = xenguest(&args);
+    let out = Build::hvm()
+        .args(&[
+            "-mem_start_mib",
+            "768",
+            "-vgpu",
+            "--platform",
+            "vcpu/number=2",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--memory-map",
+            svg.to_str().unwrap(),
+        ])
+        .run();
     insta::assert_snapshot!(summary_of(&out, Some(dir.path())));
 }
 
@@ -177,87 +145,19 @@ fn gzip_stored_is_gzip() {
     );
 }
 
-/// The common argv of a PVH build (xenopsd's words).
-fn pvh_argv(image: &str, extra: &[&str]) -> Vec<String> {
-    let mut v = argv(&[
-        "-mode",
-        "pvh_build",
-        "-domid",
-        "3",
-        "-image",
-        image,
-        "-cmdline",
-        "console=hvc0",
-        "-features",
-        "",
-        "-flags",
-        "0",
-        "-store_port",
-        "1",
-        "-console_port",
-        "2",
-        "-mem_max_mib",
-        "512",
-        "-mem_start_mib",
-        "512",
-    ]);
-    v.extend(argv(extra));
-    v
-}
-
-/// The common argv of a PV build (xenopsd's words).
-fn pv_argv(image: &str, ramdisk: &str, extra: &[&str]) -> Vec<String> {
-    let mut v = argv(&[
-        "-mode",
-        "linux_build",
-        "-domid",
-        "5",
-        "-image",
-        image,
-        "-cmdline",
-        "root=/dev/xvda1 console=hvc0",
-        "-ramdisk",
-        ramdisk,
-        "-features",
-        "",
-        "-flags",
-        "0",
-        "-store_port",
-        "1",
-        "-console_port",
-        "2",
-        "-mem_max_mib",
-        "256",
-        "-mem_start_mib",
-        "128",
-    ]);
-    v.extend(argv(extra));
-    v
-}
-
 #[test]
 fn pvh_summary_builtin_kernel_with_modules_and_trace() {
     let dir = tempfile::tempdir().unwrap();
-    let m0 = dir.path().join("m0");
-    let m1 = dir.path().join("m1");
     let trace = dir.path().join("t.jsonl");
-    std::fs::write(&m0, b"module zero").unwrap();
-    std::fs::write(&m1, vec![0u8; 9000]).unwrap();
-    let out = xenguest(&pvh_argv(
-        "/nonexistent/vmlinuz",
-        &[
-            "-module",
-            m0.to_str().unwrap(),
-            "-cmdline",
-            "zero",
-            "-module",
-            m1.to_str().unwrap(),
+    let out = Build::pvh("/nonexistent/vmlinuz")
+        .args(&two_modules(dir.path()))
+        .args(&[
             "--platform",
             "vcpu/number=2",
             "--trace",
             trace.to_str().unwrap(),
-        ],
-    ));
+        ])
+        .run();
     assert_eq!(text(&out.stdout), "result:1044476 1044479\n");
     insta::assert_snapshot!(summary_of(&out, Some(dir.path())));
 }
@@ -274,15 +174,14 @@ fn pvh_summary_of_a_gzip_bzimage_and_a_gzip_module() {
     )
     .unwrap();
     std::fs::write(&m, gzip_stored(&[0xA5; 10_000])).unwrap();
-    let out = xenguest(&pvh_argv(
-        k.to_str().unwrap(),
-        &[
+    let out = Build::pvh(k.to_str().unwrap())
+        .args(&[
             "-module",
             m.to_str().unwrap(),
             "--platform",
             "featureset=00000001-00000000",
-        ],
-    ));
+        ])
+        .run();
     assert_eq!(text(&out.stdout), "result:1044476 1044479\n");
     let s = summary_of(&out, Some(dir.path()));
     assert!(s.contains("  format       BzImage(Gzip), ELF32,"), "{s}");
@@ -294,11 +193,10 @@ fn pv_summary_with_ramdisk() {
     let dir = tempfile::tempdir().unwrap();
     let rd = dir.path().join("initrd");
     std::fs::write(&rd, vec![0x5Au8; 12_345]).unwrap();
-    let out = xenguest(&pv_argv(
-        "/nonexistent/vmlinuz",
-        rd.to_str().unwrap(),
-        &["--platform", "pae=1", "--platform", "nx=1"],
-    ));
+    let out = Build::pv("/nonexistent/vmlinuz")
+        .ramdisk(rd.to_str().unwrap())
+        .args(&["--platform", "pae=1", "--platform", "nx=1"])
+        .run();
     assert_eq!(text(&out.stdout), "result:31457863 31457864 x86_64-abi\n");
     insta::assert_snapshot!(summary_of(&out, Some(dir.path())));
 }
@@ -309,11 +207,9 @@ fn pv_summary_of_a_gzip_kernel_without_ramdisk() {
     let k = dir.path().join("vmlinuz.gz");
     let elf = xg_guest::kernel::test_kernel::test_pv_kernel();
     std::fs::write(&k, gzip_stored(&elf)).unwrap();
-    let out = xenguest(&pv_argv(
-        k.to_str().unwrap(),
-        "",
-        &["--platform", "pae=1", "-store_domid", "7"],
-    ));
+    let out = Build::pv(k.to_str().unwrap())
+        .args(&["--platform", "pae=1", "-store_domid", "7"])
+        .run();
     let s = summary_of(&out, Some(dir.path()));
     assert!(s.contains("  format       GzipElf, ELF64,"), "{s}");
     assert!(s.contains("  ramdisk      (none)\n"), "{s}");
@@ -326,9 +222,9 @@ fn pv_summary_of_a_gzip_kernel_without_ramdisk() {
 
 #[test]
 fn quiet_leaves_only_the_result_line() {
-    let pvh = xenguest(&pvh_argv("/nonexistent/vmlinuz", &["-q"]));
-    let pv = xenguest(&pv_argv("/nonexistent/vmlinuz", "", &["--quiet"]));
-    let hvm = xenguest(&[argv(HVM), argv(&["-q"])].concat());
+    let pvh = Build::pvh("/nonexistent/vmlinuz").args(&["-q"]).run();
+    let pv = Build::pv("/nonexistent/vmlinuz").args(&["--quiet"]).run();
+    let hvm = Build::hvm().args(&["-q"]).run();
     for (out, result) in [
         (&pvh, "result:1044476 1044479\n"),
         (&pv, "result:31457859 31457860 x86_64-abi\n"),
@@ -339,10 +235,10 @@ fn quiet_leaves_only_the_result_line() {
         assert_eq!(text(&out.stderr), "", "-q leaves stderr empty");
     }
     // Without -q the summary goes to stderr, never to the result's stdout.
-    let pvh = xenguest(&pvh_argv("/nonexistent/vmlinuz", &[]));
+    let pvh = Build::pvh("/nonexistent/vmlinuz").run();
     assert_eq!(text(&pvh.stdout), "result:1044476 1044479\n");
     assert!(text(&pvh.stderr).contains("xenguest: PVH build of domain 3 done in "));
-    let pv = xenguest(&pv_argv("/nonexistent/vmlinuz", "", &[]));
+    let pv = Build::pv("/nonexistent/vmlinuz").run();
     assert_eq!(text(&pv.stdout), "result:31457859 31457860 x86_64-abi\n");
     assert!(text(&pv.stderr).contains("xenguest: PV build of domain 5 done in "));
 }
