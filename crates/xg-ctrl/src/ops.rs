@@ -304,6 +304,12 @@ pub trait DomainOps {
     fn unpause(&self, domid: DomId) -> Result<()>;
     /// `XEN_DOMCTL_destroydomain`.
     fn destroy(&self, domid: DomId) -> Result<()>;
+    /// `XEN_DOMCTL_resumedomain` (Xen's `domain_resume`): clears the shutdown state of a
+    /// domain that shut down (typically `SHUTDOWN_suspend`) and lets the vCPUs the
+    /// shutdown stopped run again; a pause by the toolstack stays. A domain that is not
+    /// shut down is left as it is (success). EINVAL for the calling domain itself,
+    /// ESRCH when the domain does not exist.
+    fn resume_domain(&self, domid: DomId) -> Result<()>;
     /// `XEN_DOMCTL_setvcpuaffinity` with one map; returns the effective map.
     fn set_vcpu_affinity(
         &self,

@@ -627,6 +627,18 @@ impl<H: DomainOps> DomainOps for Traced<H> {
         r
     }
 
+    fn resume_domain(&self, domid: DomId) -> Result<()> {
+        let r = self.inner.resume_domain(domid);
+        finish(
+            &self.sink,
+            "resume_domain",
+            fields! { "domid" => domid.0 },
+            &r,
+            none,
+        );
+        r
+    }
+
     fn destroy(&self, domid: DomId) -> Result<()> {
         let r = self.inner.destroy(domid);
         finish(

@@ -252,6 +252,17 @@ impl DomainOps for XenCtrl {
         .map(|_| ())
     }
 
+    fn resume_domain(&self, domid: DomId) -> Result<()> {
+        self.domctl(
+            "domctl resumedomain",
+            sys::XEN_DOMCTL_resumedomain,
+            domid,
+            Retry::Once,
+            |_| {},
+        )
+        .map(|_| ())
+    }
+
     fn destroy(&self, domid: DomId) -> Result<()> {
         let op = "domctl destroydomain";
         self.domctl(

@@ -70,6 +70,9 @@ pub struct Domain {
     pub pv: PvState,
     /// Unbound event channels: port → the domain allowed to bind it.
     pub unbound_evtchns: BTreeMap<u32, u16>,
+    /// The `SHUTDOWN_*` code once the domain has shut down (its vCPUs stopped until a
+    /// resume or destroy); `None` while it runs.
+    pub shutdown_code: Option<u8>,
 }
 
 /// What a PV build leaves in a domain besides its memory.
@@ -152,6 +155,7 @@ impl Domain {
             misaligned_extents: 0,
             pv: PvState::default(),
             unbound_evtchns: BTreeMap::new(),
+            shutdown_code: None,
         }
     }
 

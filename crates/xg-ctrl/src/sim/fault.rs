@@ -18,6 +18,7 @@ pub const OP_NAMES: &[&str] = &[
     "set_max_mem",
     "unpause",
     "destroy",
+    "resume_domain",
     "set_vcpu_affinity",
     "vcpu_affinity",
     "set_node_affinity",

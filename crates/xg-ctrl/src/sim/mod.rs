@@ -29,6 +29,7 @@ pub mod fault;
 mod host;
 pub mod p2m;
 mod pv;
+mod shutdown;
 mod snapshot;
 
 use std::collections::BTreeMap;
@@ -742,6 +743,7 @@ impl DomainOps for Simulator {
             if d.paused {
                 flags |= crate::ops::dominf::PAUSED;
             }
+            flags |= shutdown::info_flags(d);
             Ok(DomainInfo {
                 domid,
                 flags,
@@ -787,6 +789,10 @@ impl DomainOps for Simulator {
             d.paused = false;
             Ok(())
         })
+    }
+
+    fn resume_domain(&self, domid: DomId) -> Result<()> {
+        self.call("resume_domain", |st| shutdown::resume(st, domid))
     }
 
     fn destroy(&self, domid: DomId) -> Result<()> {

@@ -420,3 +420,32 @@ fn unbound_event_channel_is_allocated_for_the_remote_domain() {
     });
     assert_eq!(xc.alloc_unbound_evtchn(DomId(9), DomId(0)).unwrap(), 3);
 }
+
+#[test]
+fn resumedomain_is_domctl_27_for_the_domain_and_keeps_its_errno() {
+    let xc = ctrl();
+    let seen = recorder();
+    let seen2 = seen.clone();
+    let _g = mock::on_hypercall(move |call| {
+        let d = domctl_bytes(&call);
+        assert_eq!(u32_at(&d, 0), 27, "XEN_DOMCTL_resumedomain");
+        assert_eq!(u32_at(&d, 4), 0x15, "interface version");
+        let domid = u16_at(&d, 8);
+        assert!(d[16..].iter().all(|&b| b == 0), "no payload");
+        seen2.borrow_mut().push(call);
+        match domid {
+            7 => Ok(0),
+            0 => Err(libc::EINVAL),
+            _ => Err(libc::ESRCH),
+        }
+    });
+    xc.resume_domain(DomId(7)).unwrap();
+    let err = xc.resume_domain(DomId(9)).unwrap_err();
+    assert_eq!(err.errno(), Some(libc::ESRCH));
+    assert!(err.to_string().contains("resumedomain"), "{err}");
+    assert_eq!(
+        xc.resume_domain(DomId(0)).unwrap_err().errno(),
+        Some(libc::EINVAL)
+    );
+    assert_eq!(seen.borrow().len(), 3, "issued once each, never retried");
+}
