@@ -79,6 +79,15 @@ pub enum Error {
         /// First gfn of the request.
         first_gfn: Gfn,
     },
+    /// Xen has more entries than the caller made room for (ENOBUFS); `needed` is the
+    /// count Xen wrote back, to retry with.
+    #[error("Hypercall {op} needs room for {needed} entries")]
+    TooSmall {
+        /// The operation.
+        op: Op,
+        /// Entries Xen has.
+        needed: u32,
+    },
     /// The caller passed an argument the operation cannot take.
     #[error("Invalid argument to {op}: {detail}")]
     InvalidArgument {
@@ -105,6 +114,7 @@ impl Error {
             Error::Open { source, .. } => source.raw_os_error(),
             Error::InterfaceVersion { .. } => Some(libc::EACCES),
             Error::Partial { .. } => Some(libc::EBUSY),
+            Error::TooSmall { .. } => Some(libc::ENOBUFS),
             Error::InvalidArgument { .. } | Error::HostConfig { .. } => Some(libc::EINVAL),
         }
     }

@@ -215,6 +215,48 @@ pub mod e820 {
     pub const MAX_ENTRIES: usize = 128;
 }
 
+/// A PCI device as Xen names it (`physdev_pci_device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PciDev {
+    /// Segment.
+    pub seg: u16,
+    /// Bus.
+    pub bus: u8,
+    /// Device and function, `(device << 3) | function`.
+    pub devfn: u8,
+}
+
+impl std::fmt::Display for PciDev {
+    /// `SSSS:BB:DD.F`, as sysfs and Xen print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.seg,
+            self.bus,
+            self.devfn >> 3,
+            self.devfn & 7
+        )
+    }
+}
+
+/// One reserved device memory region (`xen_reserved_device_memory`): guest frames a
+/// device may reach by DMA behind the guest's back (an ACPI RMRR), so the guest layout
+/// must keep them out of RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservedRegion {
+    /// First frame.
+    pub start_pfn: u64,
+    /// Number of frames.
+    pub nr_pages: u64,
+}
+
+/// `XENMEM_RDM_*` flags of `XENMEM_reserved_device_memory_map`.
+pub mod rdm {
+    /// `XENMEM_RDM_ALL`: every region of the host, whatever device is named.
+    pub const ALL: u32 = 1;
+}
+
 /// One CPUID leaf of a policy (`xen_cpuid_leaf_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuidLeaf {
@@ -379,6 +421,40 @@ pub trait MemoryOps {
     fn set_pod_target(&self, domid: DomId, target_pages: u64) -> Result<()>;
     /// `XENMEM_set_memory_map`.
     fn set_memory_map(&self, domid: DomId, map: &[E820Entry]) -> Result<()>;
+
+    /// `xc_reserved_device_memory_map`: one `XENMEM_reserved_device_memory_map` call
+    /// with room for `max_entries` regions; `flags` is 0 (the regions of `dev`) or
+    /// [`rdm::ALL`]. Returns the regions when they fit (none is success too). When Xen
+    /// has more it fails with [`crate::Error::TooSmall`] (ENOBUFS) carrying the count
+    /// it needs. Unknown flags: EINVAL.
+    ///
+    /// The default answers ENOSYS, as a Xen built without passthrough support does, so
+    /// test doubles that never pass devices through need not implement it.
+    fn reserved_device_memory_map(
+        &self,
+        flags: u32,
+        dev: PciDev,
+        max_entries: u32,
+    ) -> Result<Vec<ReservedRegion>> {
+        let _ = (flags, dev, max_entries);
+        Err(crate::Error::hypercall(
+            "memory_op reserved_device_memory_map",
+            libc::ENOSYS,
+        ))
+    }
+
+    /// The reserved regions of `dev` the way xenguest's `get_rdm` asks for them: a first
+    /// call with no room, which succeeds when there are none and otherwise fails with
+    /// ENOBUFS and the count, then a second call with room for that count. An error of
+    /// either call is returned as it is.
+    fn reserved_device_memory(&self, flags: u32, dev: PciDev) -> Result<Vec<ReservedRegion>> {
+        match self.reserved_device_memory_map(flags, dev, 0) {
+            Err(crate::Error::TooSmall { needed, .. }) => {
+                self.reserved_device_memory_map(flags, dev, needed)
+            }
+            other => other,
+        }
+    }
 }
 
 /// Safe access to guest memory through foreign mappings. No slice over guest memory is

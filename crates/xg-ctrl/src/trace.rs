@@ -47,7 +47,8 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::ops::{
     AffinityKind, CpuPolicy, CreditParams, DomainConfig, DomainInfo, DomainOps, E820Entry,
-    GuestMemory, HostOps, MemoryOps, NumaInfo, PhysInfo, PvOps, SystemCpuPolicy, XenVersion,
+    GuestMemory, HostOps, MemoryOps, NumaInfo, PciDev, PhysInfo, PvOps, ReservedRegion,
+    SystemCpuPolicy, XenVersion,
 };
 use crate::types::{DomId, Gfn, MemFlags, Mfn, PageOrder};
 
@@ -917,6 +918,43 @@ impl<H: MemoryOps> MemoryOps for Traced<H> {
         let r = self.inner.set_memory_map(domid, map);
         let f = fields! { "domid" => domid.0, "nr_entries" => map.len() };
         finish(&self.sink, "set_memory_map", f, &r, none);
+        r
+    }
+
+    fn reserved_device_memory_map(
+        &self,
+        flags: u32,
+        dev: PciDev,
+        max_entries: u32,
+    ) -> Result<Vec<ReservedRegion>> {
+        let r = self
+            .inner
+            .reserved_device_memory_map(flags, dev, max_entries);
+        let mut f = fields! {
+            "flags" => flags,
+            "sbdf" => dev.to_string(),
+            "max_entries" => max_entries,
+        };
+        // nr_entries is what Xen writes back: the regions returned, or the count needed.
+        match &r {
+            Ok(regions) => {
+                f.push(("rc".to_owned(), json!(0)));
+                f.push(("nr_entries".to_owned(), json!(regions.len())));
+                let list: Vec<Value> = regions
+                    .iter()
+                    .map(|g| json!([g.start_pfn, g.nr_pages]))
+                    .collect();
+                f.push(("regions".to_owned(), Value::Array(list)));
+            }
+            Err(e) => {
+                f.push(("rc".to_owned(), json!(-1)));
+                f.push(("errno".to_owned(), json!(e.errno().unwrap_or(0))));
+                if let Error::TooSmall { needed, .. } = e {
+                    f.push(("nr_entries".to_owned(), json!(needed)));
+                }
+            }
+        }
+        self.sink.record_call("reserved_device_memory_map", f);
         r
     }
 }

@@ -258,6 +258,13 @@ fn every_operation_is_traced() {
     hv.set_vcpu_context(pv, 0, &[0u8; 16]).unwrap();
     hv.hypercall_init(pv, mfns[1]).unwrap();
     hv.pin_table(pv, xg_ctrl::pin::L4_TABLE, mfns[0]).unwrap();
+    // A host query: this host has no RMRRs, so the counting call succeeds alone.
+    let dev = xg_ctrl::PciDev {
+        seg: 0,
+        bus: 3,
+        devfn: 0,
+    };
+    assert_eq!(hv.reserved_device_memory(0, dev).unwrap(), vec![]);
     let calls: Vec<String> = hv
         .sink()
         .records()

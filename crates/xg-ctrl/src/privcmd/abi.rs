@@ -10,8 +10,9 @@ use std::mem::size_of;
 use super::buffer::Pod;
 
 pub(crate) use xg_sys::{
-    evtchn_alloc_unbound, multicall_entry, xen_cpuid_leaf, xen_domctl, xen_domctl__bindgen_ty_1,
-    xen_foreign_memory_map, xen_hvm_param, xen_memory_reservation, xen_msr_entry, xen_pod_target,
+    evtchn_alloc_unbound, multicall_entry, physdev_pci_device, xen_cpuid_leaf, xen_domctl,
+    xen_domctl__bindgen_ty_1, xen_foreign_memory_map, xen_hvm_param, xen_memory_reservation,
+    xen_msr_entry, xen_pod_target, xen_reserved_device_memory, xen_reserved_device_memory_map,
     xen_sysctl, xen_sysctl__bindgen_ty_1, xen_sysctl_cputopo, xen_sysctl_meminfo,
 };
 
@@ -23,6 +24,9 @@ pub(crate) struct E820Entry {
     pub(crate) size: u64,
     pub(crate) kind: u32,
 }
+
+// The flag the ops module names is the header's.
+const _: () = assert!(crate::ops::rdm::ALL == xg_sys::XENMEM_RDM_ALL);
 
 // The interface versions this crate announces are the ones of the generated headers.
 const _: () = assert!(crate::ops::DOMCTL_INTERFACE_VERSION == xg_sys::XEN_DOMCTL_INTERFACE_VERSION);
@@ -55,6 +59,8 @@ pod_sized! {
     multicall_entry = 64,
     xen_memory_reservation = 32,
     xen_pod_target = 40,
+    xen_reserved_device_memory_map = 24,
+    xen_reserved_device_memory = 16,
     xen_foreign_memory_map = 24,
     xen_hvm_param = 16,
     evtchn_alloc_unbound = 8,

@@ -2,11 +2,14 @@
 
 use xg_sys as sys;
 
-use super::abi::{self, xen_foreign_memory_map, xen_memory_reservation, xen_pod_target};
+use super::abi::{
+    self, physdev_pci_device, xen_foreign_memory_map, xen_memory_reservation, xen_pod_target,
+    xen_reserved_device_memory, xen_reserved_device_memory_map,
+};
 use super::buffer::Pod;
 use super::XenCtrl;
 use crate::error::{Error, Op, Result};
-use crate::ops::{E820Entry, MemoryOps};
+use crate::ops::{E820Entry, MemoryOps, PciDev, ReservedRegion};
 use crate::types::{conv, DomId, Errno, Gfn, MemFlags, PageOrder};
 
 /// The largest `nr_extents` Xen accepts: the upper bits of `cmd` carry the continuation
@@ -167,5 +170,58 @@ impl MemoryOps for XenCtrl {
             },
         )
         .map(|_| ())
+    }
+
+    fn reserved_device_memory_map(
+        &self,
+        flags: u32,
+        dev: PciDev,
+        max_entries: u32,
+    ) -> Result<Vec<ReservedRegion>> {
+        const OP: Op = "memory_op reserved_device_memory_map";
+        let room = conv::u64_to_usize(u64::from(max_entries));
+        let entries = self
+            .privcmd
+            .buf_zeroed::<xen_reserved_device_memory>(room)
+            .map_err(|e| Error::hypercall(OP, e.0))?;
+        let mut map = self
+            .privcmd
+            .buf_zeroed::<xen_reserved_device_memory_map>(1)
+            .map_err(|e| Error::hypercall(OP, e.0))?;
+        map.update(0, |m| {
+            m.flags = flags;
+            m.nr_entries = max_entries;
+            // libxenctrl bounces a NULL array as NULL: the counting call hands Xen none.
+            if max_entries > 0 {
+                m.buffer.p = entries.handle();
+            }
+            m.dev.pci = physdev_pci_device {
+                seg: dev.seg,
+                bus: dev.bus,
+                devfn: dev.devfn,
+            };
+        });
+        let result = self
+            .privcmd
+            .memory_op(sys::XENMEM_reserved_device_memory_map, map.addr());
+        // Xen writes the map back on success and on failure: nr_entries is its count.
+        let count = map.read().map_or(0, |m| m.nr_entries);
+        log::trace!("memory_op {OP} for {dev}: {result:?}, {count} entries");
+        match result {
+            Ok(_) => Ok(entries
+                .to_vec()
+                .into_iter()
+                .take(conv::u64_to_usize(u64::from(count)))
+                .map(|e| ReservedRegion {
+                    start_pfn: e.start_pfn,
+                    nr_pages: e.nr_pages,
+                })
+                .collect()),
+            Err(Errno(libc::ENOBUFS)) => Err(Error::TooSmall {
+                op: OP,
+                needed: count,
+            }),
+            Err(e) => Err(Error::hypercall(OP, e.0)),
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::ops::{PciDev, ReservedRegion};
 
 use super::buddy::MAX_ORDER;
 
@@ -141,6 +142,65 @@ pub struct FaultRule {
     pub errno: i32,
 }
 
+/// A PCI device of the host that has reserved device memory (ACPI RMRRs), as
+/// `XENMEM_reserved_device_memory_map` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PciDeviceConfig {
+    /// The device, `SSSS:BB:DD.F` (hex) or `BB:DD.F`.
+    pub sbdf: String,
+    /// Its regions as `[start_pfn, nr_pages]`, in the order Xen reports them. A region
+    /// listed for several devices is one RMRR shared by them.
+    #[serde(default)]
+    pub rmrrs: Vec<[u64; 2]>,
+}
+
+impl PciDeviceConfig {
+    /// The device address.
+    pub fn dev(&self) -> Result<PciDev> {
+        parse_sbdf(&self.sbdf).ok_or_else(|| Error::HostConfig {
+            detail: format!("pci_device sbdf {:?} is not SSSS:BB:DD.F (hex)", self.sbdf),
+        })
+    }
+
+    /// Its regions.
+    pub fn regions(&self) -> Vec<ReservedRegion> {
+        self.rmrrs
+            .iter()
+            .map(|&[start_pfn, nr_pages]| ReservedRegion {
+                start_pfn,
+                nr_pages,
+            })
+            .collect()
+    }
+}
+
+/// Parses `SSSS:BB:DD.F` or `BB:DD.F` (hex fields, device below 32, function below 8).
+fn parse_sbdf(text: &str) -> Option<PciDev> {
+    let (rest, func) = text.rsplit_once('.')?;
+    let mut parts: Vec<&str> = rest.split(':').collect();
+    if parts.len() == 2 {
+        parts.insert(0, "0");
+    }
+    let [seg, bus, dev] = parts[..] else {
+        return None;
+    };
+    let hex = |t: &str| {
+        (!t.is_empty() && t.len() <= 4 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u16::from_str_radix(t, 16).ok())
+            .flatten()
+    };
+    let seg = hex(seg)?;
+    let bus = u8::try_from(hex(bus)?).ok()?;
+    let dev = u8::try_from(hex(dev)?).ok().filter(|&d| d < 32)?;
+    let func = u8::try_from(hex(func)?).ok().filter(|&f| f < 8)?;
+    Some(PciDev {
+        seg,
+        bus,
+        devfn: (dev << 3) | func,
+    })
+}
+
 fn one() -> u64 {
     1
 }
@@ -193,6 +253,9 @@ pub struct HostConfig {
     /// Injected failures.
     #[serde(default, rename = "fault", skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultRule>,
+    /// PCI devices with reserved device memory (RMRRs); devices not listed have none.
+    #[serde(default, rename = "pci_device", skip_serializing_if = "Vec::is_empty")]
+    pub pci_devices: Vec<PciDeviceConfig>,
 }
 
 fn yes() -> bool {
@@ -230,6 +293,7 @@ impl HostConfig {
             pod_cache: true,
             initial_max_kib: None,
             faults: Vec::new(),
+            pci_devices: Vec::new(),
         }
     }
 
@@ -296,7 +360,34 @@ impl HostConfig {
                 return Err(host_err("fault nth counts from 1"));
             }
         }
+        let mut devs = std::collections::BTreeSet::new();
+        for d in &self.pci_devices {
+            if !devs.insert(d.dev()?) {
+                return Err(Error::HostConfig {
+                    detail: format!("pci_device {:?} is listed twice", d.sbdf),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// The reserved regions `XENMEM_reserved_device_memory_map` reports: those of `dev`,
+    /// or with `all` every distinct region of the host once, in order of first listing
+    /// (Xen walks its RMRR units and reports each for its first matching device).
+    /// Regions of no pages are left out, as Xen does.
+    pub fn reserved_regions(&self, dev: PciDev, all: bool) -> Vec<ReservedRegion> {
+        let mut out: Vec<ReservedRegion> = Vec::new();
+        for d in &self.pci_devices {
+            if !all && d.dev().ok() != Some(dev) {
+                continue;
+            }
+            for r in d.regions() {
+                if r.nr_pages != 0 && !(all && out.contains(&r)) {
+                    out.push(r);
+                }
+            }
+        }
+        out
     }
 
     /// A host that behaves like the libxenguest oracle's model (see [`OracleModel`]):
@@ -344,6 +435,7 @@ impl HostConfig {
             pod_cache: false,
             initial_max_kib: Some(u64::from(u32::MAX) * 4),
             faults: Vec::new(),
+            pci_devices: Vec::new(),
         }
     }
 }

@@ -39,6 +39,7 @@ pub const OP_NAMES: &[&str] = &[
     "claim_pages",
     "set_pod_target",
     "set_memory_map",
+    "reserved_device_memory_map",
     "write_guest",
     "read_guest",
     "clear_guest_pages",

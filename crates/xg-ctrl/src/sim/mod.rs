@@ -36,14 +36,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-pub use config::{ExtentBudget, FaultRule, HostConfig, NodeConfig, OracleModel, Placement};
+pub use config::{
+    ExtentBudget, FaultRule, HostConfig, NodeConfig, OracleModel, PciDeviceConfig, Placement,
+};
 pub use domain::PvState;
 pub use snapshot::{DomainSnapshot, ExtentCount, GfnRange, HostSnapshot, NodeSnapshot, RangeKind};
 
 use crate::error::{Error, Result};
 use crate::ops::{
     AffinityKind, CpuPolicy, CreditParams, DomainConfig, DomainInfo, DomainOps, E820Entry,
-    GuestMemory, HostOps, MemoryOps, NodeMemory, NumaInfo, PhysInfo, SystemCpuPolicy, XenVersion,
+    GuestMemory, HostOps, MemoryOps, NodeMemory, NumaInfo, PciDev, PhysInfo, ReservedRegion,
+    SystemCpuPolicy, XenVersion,
 };
 use crate::types::{DomId, Gfn, MemFlags, PageOrder, PAGE_SHIFT, PAGE_SIZE};
 
@@ -1215,6 +1218,28 @@ impl MemoryOps for Simulator {
             }
             d.memory_map = Some(map.to_vec());
             Ok(())
+        })
+    }
+
+    fn reserved_device_memory_map(
+        &self,
+        flags: u32,
+        dev: PciDev,
+        max_entries: u32,
+    ) -> Result<Vec<ReservedRegion>> {
+        const OP: &str = "reserved_device_memory_map";
+        self.call(OP, |st| {
+            if flags & !crate::ops::rdm::ALL != 0 {
+                return Err(op_err(OP, EINVAL));
+            }
+            let regions = st
+                .cfg
+                .reserved_regions(dev, flags & crate::ops::rdm::ALL != 0);
+            let needed = u32::try_from(regions.len()).unwrap_or(u32::MAX);
+            if needed > max_entries {
+                return Err(Error::TooSmall { op: OP, needed });
+            }
+            Ok(regions)
         })
     }
 }

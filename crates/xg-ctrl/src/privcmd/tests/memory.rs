@@ -203,3 +203,117 @@ fn set_memory_map_sends_packed_e820() {
     xc.set_memory_map(DomId(4), &map).unwrap();
     assert_eq!(std::mem::size_of::<RawE820>(), 20);
 }
+
+#[test]
+fn reserved_device_memory_counts_then_reads() {
+    let xc = ctrl();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let seen2 = seen.clone();
+    let _g = mock::on_hypercall(move |call| {
+        assert_eq!(call.op, nr::MULTICALL);
+        // SAFETY: arg[0] is the bounced multicall entry.
+        let entry: MulticallEntry = unsafe { peek(call.arg[0]) };
+        assert_eq!(entry.op, nr::MEMORY_OP);
+        assert_eq!(entry.args[0], 27, "XENMEM_reserved_device_memory_map");
+        // SAFETY: args[1] is the bounced 24-byte xen_reserved_device_memory_map.
+        let m = unsafe { peek_bytes(entry.args[1], 24) };
+        let room = u32_at(&m, 4);
+        let buffer = u64_at(&m, 8);
+        seen2.borrow_mut().push(m.clone());
+        let result = if room < 2 {
+            -i64::from(libc::ENOBUFS)
+        } else {
+            // SAFETY: the buffer has room for `room` 16-byte entries, as Xen assumes.
+            unsafe {
+                poke(buffer, [0xBF800u64, 0x800]);
+                poke(buffer + 16, [0xC0000u64, 0x10]);
+            }
+            0
+        };
+        // SAFETY: Xen writes nr_entries back into the live map, then the result.
+        unsafe {
+            poke(entry.args[1] + 4, 2u32);
+            poke(call.arg[0] + 8, result as u64);
+        }
+        Ok(0)
+    });
+    let dev = PciDev {
+        seg: 1,
+        bus: 3,
+        devfn: (0x1f << 3) | 2,
+    };
+    let regions = xc.reserved_device_memory(0, dev).unwrap();
+    assert_eq!(
+        regions,
+        vec![
+            ReservedRegion {
+                start_pfn: 0xBF800,
+                nr_pages: 0x800
+            },
+            ReservedRegion {
+                start_pfn: 0xC0000,
+                nr_pages: 0x10
+            },
+        ]
+    );
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 2, "a counting call, then the read");
+    for (m, room) in seen.iter().zip([0u32, 2]) {
+        assert_eq!(u32_at(m, 0), 0, "flags");
+        assert_eq!(u32_at(m, 4), room, "nr_entries");
+        assert_eq!(u16_at(m, 16), 1, "dev.pci.seg");
+        assert_eq!(m[18], 3, "dev.pci.bus");
+        assert_eq!(m[19], 0xfa, "dev.pci.devfn");
+    }
+    assert_eq!(
+        u64_at(&seen[0], 8),
+        0,
+        "the counting call hands Xen no buffer"
+    );
+    assert_ne!(u64_at(&seen[1], 8), 0);
+}
+
+#[test]
+fn reserved_device_memory_errors_keep_errno_and_count() {
+    let xc = ctrl();
+    let dev = PciDev {
+        seg: 0,
+        bus: 0,
+        devfn: 0x10,
+    };
+    // No regions: the first call succeeds with a count of 0.
+    assert_eq!(
+        answer_then(0, || xc.reserved_device_memory(rdm::ALL, dev)).unwrap(),
+        vec![]
+    );
+    let _g = mock::on_hypercall(|call| {
+        // SAFETY: arg[0] is the live multicall entry.
+        let entry: MulticallEntry = unsafe { peek(call.arg[0]) };
+        // SAFETY: the entry's result and its map's nr_entries, written back as Xen does.
+        unsafe {
+            poke(entry.args[1] + 4, 5u32);
+            poke(call.arg[0] + 8, (-i64::from(libc::ENOBUFS)) as u64);
+        }
+        Ok(0)
+    });
+    let err = xc.reserved_device_memory_map(0, dev, 1).unwrap_err();
+    assert_eq!(err.errno(), Some(libc::ENOBUFS));
+    assert!(
+        matches!(
+            err,
+            Error::TooSmall {
+                op: "memory_op reserved_device_memory_map",
+                needed: 5
+            }
+        ),
+        "{err:?}"
+    );
+    drop(_g);
+    let _g = answer_multicall((-i64::from(libc::ENOSYS)) as u64);
+    let err = xc.reserved_device_memory(0, dev).unwrap_err();
+    assert_eq!(err.errno(), Some(libc::ENOSYS));
+    assert_eq!(
+        err.to_string(),
+        "Hypercall memory_op reserved_device_memory_map failed"
+    );
+}
