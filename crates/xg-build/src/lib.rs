@@ -46,6 +46,7 @@
 //! [`xg_store::Client`]; [`plan::plan_hvm`] computes the layout without building.
 //! [`pvh::build_pvh`] and [`pv::build_pv`] are the kernel-loading modes;
 //! [`bench_support`] makes the compressed kernels their benchmarks build.
+//! [`resume::resume_slow`] is `-mode resume_slow`, the resume after a failed suspend.
 //!
 //! # Decisions
 //!
@@ -89,6 +90,7 @@ pub mod pci;
 pub mod plan;
 pub mod pv;
 pub mod pvh;
+pub mod resume;
 pub mod safety;
 pub mod svg;
 #[cfg(test)]
@@ -103,4 +105,5 @@ pub use hvm::{build_hvm, HvmBuildOutcome, HvmBuildRequest};
 pub use pci::PciHost;
 pub use pv::{build_pv, PvBuildOutcome, PvBuildRequest};
 pub use pvh::{build_pvh, PvhBuildOutcome, PvhBuildRequest};
+pub use resume::{resume_slow, ResumeError, Resumed};
 pub use xg_guest::meminit::Strategy;
