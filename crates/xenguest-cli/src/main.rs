@@ -12,6 +12,7 @@ mod help;
 mod logging;
 mod man;
 mod options;
+mod resume;
 mod run;
 mod summary;
 
@@ -133,6 +134,10 @@ fn dispatch(args: &Args, chan: &mut Channel) -> Result<(), Vec<String>> {
         }
         Mode::LinuxBuild => {
             report_done(chan, run::linux_build(args)?);
+            Ok(())
+        }
+        Mode::ResumeSlow => {
+            report_done(chan, resume::resume_slow(args)?);
             Ok(())
         }
         Mode::Test => Err(vec!["xenguest: test mode not supported\n".to_owned()]),

@@ -113,8 +113,10 @@ pub const MODES: &[ModeDef] = &[
     },
     ModeDef {
         name: "resume_slow",
-        supported: false,
-        description: "resume a suspended domain",
+        supported: true,
+        description: "let a domain run again after a failed or cancelled suspend \
+                      (libxenguest's xc_domain_resume, slow path) and write result:0 0; \
+                      HVM and PVH only, a PV domain is refused",
     },
     ModeDef {
         name: "listen",
@@ -426,6 +428,8 @@ pub const DESCRIPTION: &[&str] = &[
      linux_build; max_vcpus from platform/vcpu/number), so builds, plans and traces work \
      on any Linux machine. If -image does not exist and the backend is sim, a built-in \
      test firmware (hvm_build) or test kernel (pvh_build, linux_build) is used. \
+     For resume_slow the simulator first creates the domain as an HVM guest that shut \
+     down for suspend. \
      With --backend privcmd xenguest drives a real Xen from dom0 through \
      /dev/xen/privcmd and needs root.",
 ];
@@ -436,7 +440,7 @@ pub const OUTPUT: &[&str] = &[
      -controloutfd descriptor, or to standard output when no control descriptor was \
      given. For an HVM or PVH guest on a default layout this is result:1044476 1044479. \
      linux_build names machine frames and the guest's ABI: result:<store mfn> \
-     <console mfn> x86_64-abi.",
+     <console mfn> x86_64-abi. resume_slow writes result:0 0.",
     "Every failure writes error:<message> lines to the same place and exits with status \
      1. xenopsd stops at the first error: line.",
     "Logs go to standard error and syslog (ident xenguest-<domid>-build), never to the \
@@ -514,6 +518,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
          -image /usr/libexec/xen/boot/hvmloader -domid 7 -store_port 3 -store_domid 0 \
          -console_port 4 -console_domid 0 -mem_max_mib 4096 -mem_start_mib 4096 \
          --backend privcmd --force",
+    ),
+    (
+        "Let domain 7 run again after xenopsd cancelled its suspend:",
+        "xenguest -controloutfd 5 -mode resume_slow -domid 7 --backend privcmd",
     ),
 ];
 
