@@ -27,9 +27,7 @@ fn host_with(dir: &Path, faults: &str) -> String {
     let p = dir.join("host.toml");
     std::fs::write(
         &p,
-        format!(
-            "name = \"resume test\"\n[[node]]\nmemory_mib = 4096\ncpus = 4\n{faults}"
-        ),
+        format!("name = \"resume test\"\n[[node]]\nmemory_mib = 4096\ncpus = 4\n{faults}"),
     )
     .unwrap();
     p.to_str().unwrap().to_owned()
@@ -110,7 +108,11 @@ fn the_trace_shows_libxenguests_two_calls() {
     assert_eq!(calls, ["domain_info", "resume_domain"]);
     // The simulator's stand-in had shut down for suspend (code 2, XEN_DOMINF_shutdown).
     let flags = lines[0]["flags"].as_u64().unwrap();
-    assert_eq!(flags & (1 << 2 | 0xff << 16), 1 << 2 | 2 << 16, "{flags:#x}");
+    assert_eq!(
+        flags & (1 << 2 | 0xff << 16),
+        1 << 2 | 2 << 16,
+        "{flags:#x}"
+    );
     assert_eq!(lines[1]["domid"], 9);
     assert_eq!(lines[1]["rc"], 0);
 }

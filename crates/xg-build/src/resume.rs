@@ -143,8 +143,10 @@ mod tests {
             info.wire_line(),
             "xenguest: xc_domain_resume: [1] Could not get domain info (3 = No such process)\n"
         );
-        let resume =
-            ResumeError::Resume(xg_ctrl::Error::hypercall("domctl resumedomain", libc::EINVAL));
+        let resume = ResumeError::Resume(xg_ctrl::Error::hypercall(
+            "domctl resumedomain",
+            libc::EINVAL,
+        ));
         assert_eq!(
             resume.wire_line(),
             "xenguest: xc_domain_resume: [22] Invalid argument\n"

@@ -15,12 +15,7 @@ fn built_hvm_guest(sim: &Simulator) -> DomId {
     let store = MemStore::new();
     let dom = DomId(3);
     toolstack::build_pre(sim, &store, dom, 256).unwrap();
-    let req = HvmBuildRequest::new(
-        dom,
-        256,
-        256,
-        xg_guest::firmware::builtin_test_firmware(),
-    );
+    let req = HvmBuildRequest::new(dom, 256, 256, xg_guest::firmware::builtin_test_firmware());
     xg_build::build_hvm(sim, &store, &PciHost::at("/nonexistent-sysfs"), &req).unwrap();
     sim.unpause(dom).unwrap();
     dom
@@ -55,7 +50,11 @@ fn a_suspended_hvm_guest_runs_again() {
 
     let after = sim.domain_info(dom).unwrap();
     assert_eq!(after.shutdown_reason(), None);
-    assert_eq!(after.flags & (dominf::SHUTDOWN | dominf::PAUSED), 0, "running");
+    assert_eq!(
+        after.flags & (dominf::SHUTDOWN | dominf::PAUSED),
+        0,
+        "running"
+    );
     assert_eq!(after.tot_pages, pages, "memory untouched");
     // libxenguest's HVM path: getdomaininfo, then resumedomain, nothing else.
     let calls: Vec<String> = sink
@@ -75,7 +74,11 @@ fn a_domain_that_is_not_shut_down_is_left_as_it_is() {
     assert_eq!(r.shutdown_reason(), None);
     let after = sim.domain_info(dom).unwrap();
     assert_eq!(after, before);
-    assert_ne!(after.flags & dominf::PAUSED, 0, "the toolstack's pause stays");
+    assert_ne!(
+        after.flags & dominf::PAUSED,
+        0,
+        "the toolstack's pause stays"
+    );
 }
 
 #[test]
@@ -85,7 +88,9 @@ fn pv_domains_are_refused_before_anything_changes() {
     sim.guest_shutdown(dom, SHUTDOWN_SUSPEND).unwrap();
     let err = resume_slow(&sim, dom).unwrap_err();
     assert!(matches!(err, ResumeError::PvUnsupported { domid } if domid == dom));
-    assert!(err.wire_line().contains("resume_slow of PV guests is not supported"));
+    assert!(err
+        .wire_line()
+        .contains("resume_slow of PV guests is not supported"));
     assert_eq!(sim.calls("resume_domain"), 0);
     assert_eq!(sim.domain_info(dom).unwrap().shutdown_reason(), Some(2));
 }

@@ -106,10 +106,7 @@ fn resume_errors() {
         errno: libc::EPERM,
     })
     .unwrap();
-    assert_eq!(
-        sim.resume_domain(d).unwrap_err().errno(),
-        Some(libc::EPERM)
-    );
+    assert_eq!(sim.resume_domain(d).unwrap_err().errno(), Some(libc::EPERM));
     assert_eq!(
         sim.domain_info(d).unwrap().shutdown_reason(),
         Some(2),

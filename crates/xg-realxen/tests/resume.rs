@@ -135,8 +135,7 @@ fn xl_state(d: DomId) -> String {
 fn wait_for_suspend(xc: &XenCtrl, d: DomId, timeout: Duration) -> Option<Duration> {
     let t = Instant::now();
     while t.elapsed() < timeout {
-        if xc.domain_info(d).expect("getdomaininfo").shutdown_reason() == Some(SHUTDOWN_SUSPEND)
-        {
+        if xc.domain_info(d).expect("getdomaininfo").shutdown_reason() == Some(SHUTDOWN_SUSPEND) {
             return Some(t.elapsed());
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -207,7 +206,10 @@ fn resume_slow_lets_a_suspended_pvh_guest_run_again() {
         Err(lines) => panic!("the guest did not run on after the resume: {lines:#?}"),
     }
     let state = xl_state(d);
-    assert!(!state.contains('s') && !state.contains('p'), "xl list state {state:?}");
+    assert!(
+        !state.contains('s') && !state.contains('p'),
+        "xl list state {state:?}"
+    );
     report(&format!(
         "{name}: suspended {:.2} s after unpause; resume_slow {:.1} ms; \"{RETURNED_0}\" on \
          Xen's console {:.2} s later; xl state afterwards {state}",
@@ -248,9 +250,10 @@ fn resume_slow_errors_on_real_xen() {
     let refused = resume_slow(pv.0);
     assert_eq!(refused.status, Some(1));
     assert!(
-        refused
-            .stdout
-            .starts_with(&format!("error:xenguest: xc_domain_resume: domain {} is PV: ", pv.0)),
+        refused.stdout.starts_with(&format!(
+            "error:xenguest: xc_domain_resume: domain {} is PV: ",
+            pv.0
+        )),
         "{}",
         refused.stdout
     );
