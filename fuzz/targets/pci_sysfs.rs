@@ -1,9 +1,10 @@
 //! Fuzz target: the host description files of PCI passthrough.
 //!
-//! The input is split at `0xFF` bytes into a device's sysfs `resource`, `vendor`,
-//! `device` and `reserved_device_memory` (the RMRR stand-in) files, written into a
-//! temporary sysfs tree; then everything the layout needs about the device is read and
-//! the layout computed. Checked: no panic; a bad file is an error or a warning, never a
+//! The input is split at `0xFF` bytes into a device's sysfs `resource`, `vendor` and
+//! `device` files, written into a temporary sysfs tree, and its RMRRs (hex
+//! `<start_pfn> <nr_pages>` lines, bad lines skipped), which a simulated hypervisor
+//! reports through `XENMEM_reserved_device_memory_map`; then everything the layout needs
+//! about the device is read and the layout computed. Checked: no panic; a bad file is an error or a warning, never a
 //! crash; the layout of any successful read either fails cleanly or satisfies its
 //! invariant (RAM below and above 4 GiB adds up to the guest's memory).
 #![allow(dead_code)]
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 
 use xg_build::mem;
 use xg_build::pci::{self, PciHost};
+use xg_ctrl::sim::{HostConfig, PciDeviceConfig, Simulator};
 
 /// Name in reports.
 pub const NAME: &str = "pci_sysfs";
@@ -70,7 +72,7 @@ pub fn check(data: &[u8]) {
         return;
     }
     let mut parts = data.split(|&b| b == 0xFF);
-    for name in ["resource", "vendor", "device", "reserved_device_memory"] {
+    for name in ["resource", "vendor", "device"] {
         let path = dev.join(name);
         match parts.next() {
             Some(content) => {
@@ -83,7 +85,15 @@ pub fn check(data: &[u8]) {
             }
         }
     }
-    let host = PciHost::at(&root);
+    let mut cfg = HostConfig::uniform(1, 1024, 1);
+    cfg.pci_devices.push(PciDeviceConfig {
+        sbdf: "0000:03:00.0".to_owned(),
+        rmrrs: parts.next().map(rmrr_pairs).unwrap_or_default(),
+    });
+    let Ok(sim) = Simulator::new(&cfg) else {
+        return;
+    };
+    let host = PciHost::at(&root).with_hypervisor(&sim);
     let Ok(inputs) = pci::pci_inputs(&host, "0000:03:00.0") else {
         return;
     };
@@ -98,4 +108,16 @@ pub fn check(data: &[u8]) {
             );
         }
     }
+}
+
+/// `<start_pfn> <nr_pages>` hex lines (optional `0x`); other lines are skipped.
+fn rmrr_pairs(text: &[u8]) -> Vec<[u64; 2]> {
+    let hex = |t: &str| u64::from_str_radix(t.trim_start_matches("0x"), 16).ok();
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some([hex(words.next()?)?, hex(words.next()?)?])
+        })
+        .collect()
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use xg_build::pci::PciHost;
+use xg_build::pci::{PciHost, RmrrSource, XenRmrr};
 use xg_build::xstrace::TracedStore;
 use xg_build::{toolstack, BuildError, HvmBuildRequest, Strategy};
 use xg_ctrl::sim::Simulator;
@@ -89,10 +89,13 @@ fn numbers(a: &Args) -> Result<Numbers, Lines> {
     })
 }
 
-fn pci_host(a: &Args) -> PciHost<xg_build::pci::SysfsRmrr> {
+/// The PCI host of a build: sysfs at `--sysfs-root` (default `/sys`), RMRRs from the
+/// hypervisor backend `hv` (`XENMEM_reserved_device_memory_map`; the simulator answers
+/// from its host file).
+fn pci_host<'a, M: xg_ctrl::MemoryOps + ?Sized>(a: &Args, hv: &'a M) -> PciHost<XenRmrr<'a, M>> {
     match &a.sysfs_root {
-        Some(root) => PciHost::at(root),
-        None => PciHost::system(),
+        Some(root) => PciHost::at(root).with_hypervisor(hv),
+        None => PciHost::system(hv),
     }
 }
 
@@ -100,22 +103,59 @@ fn pci_host(a: &Args) -> PciHost<xg_build::pci::SysfsRmrr> {
 pub fn hvm_build(a: &Args) -> Result<Done, Lines> {
     let n = numbers(a)?;
     if a.plan {
-        let plan = xg_build::plan::plan_hvm(
-            &pci_host(a),
-            n.mem_max_mib,
-            n.mem_start_mib,
-            a.vgpu,
-            a.pci_passthrough.as_deref(),
-            n.mem_pnode,
-        )
-        .map_err(|e| build_error_lines(&e))?;
-        let json = serde_json::to_string_pretty(&plan)
-            .map_err(|e| line(format!("xenguest: cannot render the plan: {e}")))?;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{json}");
-        return Ok(Done::Planned);
+        return plan(a, &n);
     }
     open_backend(a, &n, Mode::Hvm)
+}
+
+/// `--plan`: the layout, nothing built. Passed-through devices need the backend for
+/// their RMRRs; without them no backend is opened.
+fn plan(a: &Args, n: &Numbers) -> Result<Done, Lines> {
+    if a.pci_passthrough.is_none() {
+        let no_devices = PciHost::at(a.sysfs_root.as_deref().unwrap_or(Path::new("/sys")));
+        return print_plan(a, n, &no_devices);
+    }
+    match a.backend {
+        Backend::Sim => print_plan(a, n, &pci_host(a, &open_sim(a)?)),
+        Backend::Privcmd => print_plan(a, n, &pci_host(a, &open_xc()?)),
+    }
+}
+
+fn print_plan<R: RmrrSource>(a: &Args, n: &Numbers, host: &PciHost<R>) -> Result<Done, Lines> {
+    let plan = xg_build::plan::plan_hvm(
+        host,
+        n.mem_max_mib,
+        n.mem_start_mib,
+        a.vgpu,
+        a.pci_passthrough.as_deref(),
+        n.mem_pnode,
+    )
+    .map_err(|e| build_error_lines(&e))?;
+    let json = serde_json::to_string_pretty(&plan)
+        .map_err(|e| line(format!("xenguest: cannot render the plan: {e}")))?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{json}");
+    Ok(Done::Planned)
+}
+
+/// The simulator of `--host` (or the default host).
+fn open_sim(a: &Args) -> Result<Simulator, Lines> {
+    match &a.host {
+        Some(p) => Simulator::from_file(p),
+        None => Ok(Simulator::default()),
+    }
+    .map_err(|e| {
+        log::error!("{}", chain(&e));
+        line("xenguest: Failed to open xc interface")
+    })
+}
+
+/// The privcmd backend.
+fn open_xc() -> Result<xg_ctrl::XenCtrl, Lines> {
+    xg_ctrl::XenCtrl::open().map_err(|e| {
+        log::error!("{}", chain(&e));
+        line("xenguest: Failed to open xc interface")
+    })
 }
 
 /// The build mode a `-mode` runs.
@@ -129,24 +169,8 @@ enum Mode {
 /// Opens the hypervisor backend `a.backend` names and runs `mode` on it.
 fn open_backend(a: &Args, n: &Numbers, mode: Mode) -> Result<Done, Lines> {
     match a.backend {
-        Backend::Sim => {
-            let sim = match &a.host {
-                Some(p) => Simulator::from_file(p),
-                None => Ok(Simulator::default()),
-            }
-            .map_err(|e| {
-                log::error!("{}", chain(&e));
-                line("xenguest: Failed to open xc interface")
-            })?;
-            with_trace(sim, a, n, mode)
-        }
-        Backend::Privcmd => {
-            let xc = xg_ctrl::XenCtrl::open().map_err(|e| {
-                log::error!("{}", chain(&e));
-                line("xenguest: Failed to open xc interface")
-            })?;
-            with_trace(xc, a, n, mode)
-        }
+        Backend::Sim => with_trace(open_sim(a)?, a, n, mode),
+        Backend::Privcmd => with_trace(open_xc()?, a, n, mode),
     }
 }
 
@@ -319,8 +343,8 @@ fn build<H: Hypervisor + ?Sized>(
         Populate::Compat => Strategy::Compat,
         Populate::Batched => Strategy::Batched,
     };
-    let out =
-        xg_build::build_hvm(hv, store, &pci_host(a), &req).map_err(|e| build_error_lines(&e))?;
+    let out = xg_build::build_hvm(hv, store, &pci_host(a, hv), &req)
+        .map_err(|e| build_error_lines(&e))?;
 
     if let Some(svg_path) = &a.memory_map {
         // The guest is built: a picture that cannot be written is not a failed build.

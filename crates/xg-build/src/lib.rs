@@ -59,11 +59,13 @@
 //!   libxenguest's node-less calls. meminit releases the claim on success and failure.
 //!   Populate-on-demand guests get the claim only: libxenguest refuses vNUMA ranges with
 //!   PoD, and PoD memory is allocated by Xen later.
-//! * **RMRRs** come from an [`pci::RmrrSource`]. The traits have no
-//!   `XENMEM_reserved_device_memory_map` (and the simulator no RMRRs), so
-//!   [`pci::SysfsRmrr`] reads `<sysfs root>/bus/pci/devices/<sbdf>/reserved_device_memory`
-//!   (hex `<start_pfn> <nr_pages>` lines), a file only test fixtures have. On a real host
-//!   devices therefore have no RMRRs until a backend implements the hypercall.
+//! * **RMRRs** come from an [`pci::RmrrSource`]; the CLI uses [`pci::XenRmrr`] on both
+//!   backends, which asks `XENMEM_reserved_device_memory_map` (flags 0, the device's
+//!   seg/bus/devfn) the way xenguest's `get_rdm` does: a call with no room, then one
+//!   with room for the count Xen returned with ENOBUFS. The simulator answers from the
+//!   `[[pci_device]]` lists of its host file. As in xenguest, a failed call means "no
+//!   RMRRs" for that device (logged as a warning naming the call, with its errno), and
+//!   the 128th device with RMRRs (`MAX_RMRR_DEVICES`) fails the build.
 //! * **Xenstore writes** (the `hvmloader_flag` fix-ups of `platform/acpi*`, the vGPU VRAM
 //!   keys, `vm-data/mmio-hole-size`) are collected and written in one transaction at the
 //!   end. xenguest writes them as it goes, but nothing reads them before xenopsd

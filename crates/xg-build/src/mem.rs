@@ -311,6 +311,16 @@ impl<M: MemoryOps + ?Sized> MemoryOps for Recording<'_, M> {
     fn set_memory_map(&self, domid: DomId, map: &[E820Entry]) -> xg_ctrl::Result<()> {
         self.inner.set_memory_map(domid, map)
     }
+
+    fn reserved_device_memory_map(
+        &self,
+        flags: u32,
+        dev: xg_ctrl::PciDev,
+        max_entries: u32,
+    ) -> xg_ctrl::Result<Vec<xg_ctrl::ReservedRegion>> {
+        self.inner
+            .reserved_device_memory_map(flags, dev, max_entries)
+    }
 }
 
 /// Maps a meminit failure to the `xc_dom_boot_mem_init` step.

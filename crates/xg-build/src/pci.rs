@@ -3,17 +3,16 @@
 //! (RMRR) regions.
 //!
 //! The sysfs root is configurable ([`PciHost::sysfs_root`]), so tests point it at a
-//! directory of their own. RMRRs come from an [`RmrrSource`]: the hypercall
-//! (`XENMEM_reserved_device_memory_map`) is not part of the [`xg_ctrl`] traits and the
-//! simulator has none, so the provided [`SysfsRmrr`] reads them from a file
-//! `<sysfs root>/bus/pci/devices/<sbdf>/reserved_device_memory` (one `<start_pfn>
-//! <nr_pages>` pair of hex numbers per line). That file does not exist on a real host,
-//! where a device therefore has no RMRRs until a backend implements the hypercall.
+//! directory of their own. RMRRs come from an [`RmrrSource`]: [`XenRmrr`] asks the
+//! hypervisor (`XENMEM_reserved_device_memory_map`, as xenguest's `get_rdm` does) through
+//! any [`MemoryOps`] backend, so the simulator serves the RMRRs of its host file;
+//! [`NoRmrr`] is for callers without a hypervisor.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use xg_ctrl::{MemoryOps, PciDev};
 
 use crate::cparse;
 use crate::error::{BuildError, ErrorKind, Step};
@@ -47,6 +46,15 @@ impl Sbdf {
     pub fn devfn(&self) -> u8 {
         self.dev.wrapping_shl(3).wrapping_add(self.func)
     }
+
+    /// The device as Xen names it (`physdev_pci_device`).
+    pub fn pci_dev(&self) -> PciDev {
+        PciDev {
+            seg: self.seg,
+            bus: self.bus,
+            devfn: self.devfn(),
+        }
+    }
 }
 
 /// One reserved device memory range (`struct xen_reserved_device_memory`).
@@ -58,51 +66,108 @@ pub struct RmrrEntry {
     pub nr_pages: u64,
 }
 
-/// Where RMRR entries of a device come from.
-pub trait RmrrSource {
-    /// `xc_reserved_device_memory_map(flags 0, seg, bus, devfn)`; a failure means "no
-    /// entries" for xenguest, so implementations log and return an empty list.
-    fn reserved_device_memory(&self, sbdf: Sbdf) -> Vec<RmrrEntry>;
+/// Which call of `get_rdm` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RmrrError {
+    /// The first call, which asks for the count.
+    #[error("Counting the RMRRs of device {sbdf} failed")]
+    Count {
+        /// The device, `SSSS:BB:DD.F`.
+        sbdf: String,
+        /// The hypercall error.
+        #[source]
+        source: xg_ctrl::Error,
+    },
+    /// The second call, with room for the count.
+    #[error("Reading {count} RMRRs of device {sbdf} failed")]
+    Read {
+        /// The device, `SSSS:BB:DD.F`.
+        sbdf: String,
+        /// The count the first call reported.
+        count: u32,
+        /// The hypercall error.
+        #[source]
+        source: xg_ctrl::Error,
+    },
 }
 
-/// No RMRRs at all.
+impl RmrrError {
+    /// The errno of the failed call.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            RmrrError::Count { source, .. } | RmrrError::Read { source, .. } => source.errno(),
+        }
+    }
+}
+
+/// Where RMRR entries of a device come from.
+pub trait RmrrSource {
+    /// The regions of `sbdf` (`xc_reserved_device_memory_map` with flags 0). xenguest
+    /// takes a failure as "no entries"; [`pci_inputs`] logs it and does the same.
+    fn reserved_device_memory(&self, sbdf: Sbdf) -> Result<Vec<RmrrEntry>, RmrrError>;
+}
+
+/// No RMRRs at all (no hypervisor to ask, e.g. a plan without PCI devices).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoRmrr;
 
 impl RmrrSource for NoRmrr {
-    fn reserved_device_memory(&self, _sbdf: Sbdf) -> Vec<RmrrEntry> {
-        Vec::new()
+    fn reserved_device_memory(&self, _sbdf: Sbdf) -> Result<Vec<RmrrEntry>, RmrrError> {
+        Ok(Vec::new())
     }
 }
 
-/// RMRRs from `<sysfs root>/bus/pci/devices/<sbdf>/reserved_device_memory` (see the
-/// module docs).
-#[derive(Debug, Clone)]
-pub struct SysfsRmrr {
-    /// The sysfs root.
-    pub root: PathBuf,
+/// RMRRs from the hypervisor, as xenguest's `get_rdm` reads them: a call with no room,
+/// which succeeds when the device has none and otherwise fails with ENOBUFS and the
+/// count, then a call with room for that count.
+#[derive(Debug)]
+pub struct XenRmrr<'a, M: ?Sized> {
+    hv: &'a M,
 }
 
-impl RmrrSource for SysfsRmrr {
-    fn reserved_device_memory(&self, sbdf: Sbdf) -> Vec<RmrrEntry> {
-        let path = device_dir(&self.root, sbdf).join("reserved_device_memory");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for line in text.lines() {
-            match hex_fields::<2>(line) {
-                Some([start_pfn, nr_pages]) => out.push(RmrrEntry {
-                    start_pfn,
-                    nr_pages,
-                }),
-                None if line.trim().is_empty() => {}
-                None => {
-                    log::warn!("Ignoring bad line {line:?} in {}", path.display());
-                }
+impl<M: ?Sized> Clone for XenRmrr<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: ?Sized> Copy for XenRmrr<'_, M> {}
+
+impl<'a, M: MemoryOps + ?Sized> XenRmrr<'a, M> {
+    /// Asks `hv`.
+    pub fn new(hv: &'a M) -> Self {
+        XenRmrr { hv }
+    }
+}
+
+impl<M: MemoryOps + ?Sized> RmrrSource for XenRmrr<'_, M> {
+    fn reserved_device_memory(&self, sbdf: Sbdf) -> Result<Vec<RmrrEntry>, RmrrError> {
+        let dev = sbdf.pci_dev();
+        let regions = match self.hv.reserved_device_memory_map(0, dev, 0) {
+            // "0" means the device has no entry.
+            Ok(none) => none,
+            Err(xg_ctrl::Error::TooSmall { needed, .. }) => self
+                .hv
+                .reserved_device_memory_map(0, dev, needed)
+                .map_err(|source| RmrrError::Read {
+                    sbdf: sbdf.sysfs_name(),
+                    count: needed,
+                    source,
+                })?,
+            Err(source) => {
+                return Err(RmrrError::Count {
+                    sbdf: sbdf.sysfs_name(),
+                    source,
+                })
             }
-        }
-        out
+        };
+        Ok(regions
+            .into_iter()
+            .map(|r| RmrrEntry {
+                start_pfn: r.start_pfn,
+                nr_pages: r.nr_pages,
+            })
+            .collect())
     }
 }
 
@@ -115,19 +180,31 @@ pub struct PciHost<R> {
     pub rmrr: R,
 }
 
-impl PciHost<SysfsRmrr> {
-    /// The real host: `/sys`, RMRRs as described in the module docs.
-    pub fn system() -> Self {
-        Self::at("/sys")
-    }
-
-    /// A host whose sysfs is at `root` (tests).
+impl PciHost<NoRmrr> {
+    /// A host whose sysfs is at `root` and whose devices have no RMRRs (tests, or
+    /// with [`PciHost::with_hypervisor`] the RMRRs of a backend).
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        let root = root.into();
         PciHost {
-            rmrr: SysfsRmrr { root: root.clone() },
-            sysfs_root: root,
+            sysfs_root: root.into(),
+            rmrr: NoRmrr,
         }
+    }
+}
+
+impl<R> PciHost<R> {
+    /// The same sysfs, RMRRs from `hv`.
+    pub fn with_hypervisor<M: MemoryOps + ?Sized>(self, hv: &M) -> PciHost<XenRmrr<'_, M>> {
+        PciHost {
+            sysfs_root: self.sysfs_root,
+            rmrr: XenRmrr::new(hv),
+        }
+    }
+}
+
+impl<'a, M: MemoryOps + ?Sized> PciHost<XenRmrr<'a, M>> {
+    /// The real host: `/sys`, RMRRs from the hypervisor `hv`.
+    pub fn system(hv: &'a M) -> Self {
+        PciHost::at("/sys").with_hypervisor(hv)
     }
 }
 
@@ -304,7 +381,10 @@ pub fn pci_inputs<R: RmrrSource>(host: &PciHost<R>, list: &str) -> Result<PciInp
     for sbdf in parse_pci_list(list) {
         let name = sbdf.sysfs_name();
         log::info!("Getting RMRRs for device '{name}'");
-        let rmrr = host.rmrr.reserved_device_memory(sbdf);
+        let rmrr = host.rmrr.reserved_device_memory(sbdf).unwrap_or_else(|e| {
+            log::warn!("{}: taking the device to have no RMRRs", error_chain(&e));
+            Vec::new()
+        });
         if !rmrr.is_empty() {
             rmrr_devs += 1;
         }
@@ -332,9 +412,22 @@ pub fn pci_inputs<R: RmrrSource>(host: &PciHost<R>, list: &str) -> Result<PciInp
     Ok(inputs)
 }
 
+/// An error and its causes, `: `-joined, for one log line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xg_ctrl::sim::{HostConfig, PciDeviceConfig, Simulator};
 
     #[test]
     fn sbdf_forms() {
@@ -354,6 +447,130 @@ mod tests {
     fn strtok_list() {
         let l = parse_pci_list(",0000:01:00.0,,bad,0000:02:00.0,");
         assert_eq!(l.len(), 2);
+    }
+
+    fn sim_with(devices: &[(&str, &[[u64; 2]])]) -> Simulator {
+        let mut cfg = HostConfig::uniform(1, 1024, 1);
+        for (sbdf, rmrrs) in devices {
+            cfg.pci_devices.push(PciDeviceConfig {
+                sbdf: (*sbdf).to_owned(),
+                rmrrs: rmrrs.to_vec(),
+            });
+        }
+        Simulator::new(&cfg).unwrap()
+    }
+
+    /// A sysfs tree with a one-BAR `resource` file for each device.
+    fn sysfs_with(sbdfs: &[Sbdf]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for &sbdf in sbdfs {
+            let d = device_dir(dir.path(), sbdf);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("resource"), "0xf0000000 0xf0000fff 0x40200\n").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn rmrrs_come_from_the_hypervisor() {
+        let sim = sim_with(&[("0000:00:1f.3", &[[0xBF800, 0x800], [0xC0000, 0x10]])]);
+        let src = XenRmrr::new(&sim);
+        let audio = parse_sbdf("0000:00:1f.3").unwrap();
+        assert_eq!(
+            src.reserved_device_memory(audio).unwrap(),
+            vec![
+                RmrrEntry {
+                    start_pfn: 0xBF800,
+                    nr_pages: 0x800
+                },
+                RmrrEntry {
+                    start_pfn: 0xC0000,
+                    nr_pages: 0x10
+                },
+            ]
+        );
+        // Counting, then reading: two calls for a device with regions, one without.
+        assert_eq!(sim.calls("reserved_device_memory_map"), 2);
+        let other = parse_sbdf("0000:03:00.0").unwrap();
+        assert_eq!(src.reserved_device_memory(other).unwrap(), vec![]);
+        assert_eq!(sim.calls("reserved_device_memory_map"), 3);
+        assert_eq!(NoRmrr.reserved_device_memory(audio).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn rmrr_errors_name_the_call_and_keep_errno() {
+        let sim = sim_with(&[("0000:00:02.0", &[[0xBF800, 0x800]])]);
+        let gpu = parse_sbdf("0000:00:02.0").unwrap();
+        let fail = |nth, errno| {
+            sim.inject_fault(xg_ctrl::sim::FaultRule {
+                op: "reserved_device_memory_map".into(),
+                nth,
+                times: 1,
+                errno,
+            })
+            .unwrap();
+        };
+        fail(1, libc::EPERM);
+        let e = XenRmrr::new(&sim).reserved_device_memory(gpu).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EPERM));
+        assert_eq!(
+            e.to_string(),
+            "Counting the RMRRs of device 0000:00:02.0 failed"
+        );
+        fail(3, libc::EFAULT);
+        let e = XenRmrr::new(&sim).reserved_device_memory(gpu).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::EFAULT));
+        assert_eq!(
+            e.to_string(),
+            "Reading 1 RMRRs of device 0000:00:02.0 failed"
+        );
+        assert_eq!(
+            error_chain(&e),
+            "Reading 1 RMRRs of device 0000:00:02.0 failed: \
+             Hypercall reserved_device_memory_map failed: \
+             Bad address (os error 14)"
+        );
+        // A failed device counts as one without RMRRs, as in xenguest.
+        fail(4, libc::EFAULT);
+        let dir = sysfs_with(&[gpu]);
+        let host = PciHost::at(dir.path()).with_hypervisor(&sim);
+        let inputs = pci_inputs(&host, "0000:00:02.0").unwrap();
+        assert_eq!(inputs.devices.len(), 1);
+        assert!(inputs.rmrr_lists().is_empty());
+        let inputs = pci_inputs(&host, "0000:00:02.0").unwrap();
+        assert_eq!(inputs.rmrr_lists().len(), 1);
+    }
+
+    #[test]
+    fn at_most_127_devices_with_rmrrs() {
+        let sbdfs: Vec<Sbdf> = (0..=128u8)
+            .map(|i| Sbdf {
+                seg: 0,
+                bus: i,
+                dev: 0,
+                func: 0,
+            })
+            .collect();
+        let names: Vec<String> = sbdfs.iter().map(Sbdf::sysfs_name).collect();
+        let region: &[[u64; 2]] = &[[0xBF800, 0x800]];
+        let with: Vec<(&str, &[[u64; 2]])> = names.iter().map(|n| (n.as_str(), region)).collect();
+        let dir = sysfs_with(&sbdfs);
+        // 127 devices with RMRRs, then any number without: accepted.
+        let sim = sim_with(&with[..127]);
+        let host = PciHost::at(dir.path()).with_hypervisor(&sim);
+        let inputs = pci_inputs(&host, &names.join(",")).unwrap();
+        assert_eq!(inputs.devices.len(), 129);
+        assert_eq!(inputs.rmrr_lists().len(), 127);
+        // The 128th device with RMRRs hits MAX_RMRR_DEVICES.
+        let sim = sim_with(&with[..128]);
+        let host = PciHost::at(dir.path()).with_hypervisor(&sim);
+        let e = pci_inputs(&host, &names.join(",")).unwrap_err();
+        assert_eq!(
+            e.wire_lines(),
+            vec!["Error: hit limit of 128 RMRR devices for domain\n"]
+        );
+        assert_eq!(e.errno(), libc::E2BIG);
+        assert_eq!(e.step, Step::SetupMem);
     }
 
     #[test]

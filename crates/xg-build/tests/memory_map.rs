@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{run, sysfs, Dev, Scenario};
+use common::{run, Dev, Scenario};
 
 fn texts(svg: &str) -> Vec<String> {
     let doc = roxmltree::Document::parse(svg).expect("the memory map is valid XML");
@@ -19,14 +19,14 @@ fn has(texts: &[String], needle: &str) -> bool {
 
 #[test]
 fn every_region_is_drawn() {
-    let dir = sysfs(&[Dev {
+    let mut sc = Scenario::new(6144);
+    let dir = sc.devices(&[Dev {
         sbdf: "0000:07:00.0",
         bars: &[0x1000],
         vendor: 0x8086,
         device: 0x1234,
         rmrr: &[(0xBF800, 0x800)],
     }]);
-    let mut sc = Scenario::new(6144);
     sc.vgpu = true;
     sc.pci = Some("0000:07:00.0".into());
     let (r, _) = run(&sc, Some(dir.path()));

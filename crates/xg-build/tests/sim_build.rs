@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{report, run, sysfs, Dev, Scenario};
+use common::{report, run, Dev, Scenario};
 use xg_build::Step;
 use xg_ctrl::sim::HostConfig;
 
@@ -73,7 +73,8 @@ fn platform_quirks_are_reported_and_normalised() {
 
 #[test]
 fn pci_passthrough_with_bars_and_rmrr() {
-    let dir = sysfs(&[
+    let mut sc = Scenario::new(4096);
+    let dir = sc.devices(&[
         Dev {
             sbdf: "0000:03:00.0",
             bars: &[0x100_0000, 0, 0x1000_0000, 0, 0, 0, 0x8_0000],
@@ -89,7 +90,6 @@ fn pci_passthrough_with_bars_and_rmrr() {
             rmrr: &[(0xBF800, 0x800)],
         },
     ]);
-    let mut sc = Scenario::new(4096);
     sc.pci = Some("0000:03:00.0,,0000:00:1f.3,bogus".into());
     let (r, store) = run(&sc, Some(dir.path()));
     let out = r.result.as_ref().unwrap();

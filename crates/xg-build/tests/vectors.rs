@@ -6,7 +6,7 @@ mod common;
 
 use std::fmt::Write;
 
-use common::{layout_text, run, sysfs, Dev, Scenario};
+use common::{layout_text, run, Dev, Scenario};
 use xg_ctrl::e820::{RAM, RESERVED};
 
 const G: u64 = 1 << 30;
@@ -200,14 +200,14 @@ const VECTORS: &[Vector] = &[
 fn spec_test_vectors() {
     let mut all = String::new();
     for v in VECTORS {
-        let dir = sysfs(&[Dev {
+        let mut sc = Scenario::new(v.mem);
+        let dir = sc.devices(&[Dev {
             sbdf: "0000:05:00.0",
             bars: v.bars,
             vendor: if v.mxgpu { 0x1002 } else { 0x10de },
             device: if v.mxgpu { 0x692f } else { 0x1234 },
             rmrr: v.rmrr,
         }]);
-        let mut sc = Scenario::new(v.mem);
         sc.vgpu = v.vgpu;
         if !v.bars.is_empty() {
             sc.pci = Some("0000:05:00.0".into());

@@ -1,5 +1,6 @@
 //! Shared helpers of the build tests: a simulated host with an in-memory (or real)
-//! Xenstore, PCI sysfs fixtures, and a readable summary of the hypercall trace.
+//! Xenstore, PCI devices (sysfs fixtures plus their RMRRs in the simulated host), and a
+//! readable summary of the hypercall trace.
 #![allow(dead_code)]
 
 use std::fmt::Write;
@@ -10,7 +11,7 @@ use tempfile::TempDir;
 use xg_build::pci::PciHost;
 use xg_build::xstrace::TracedStore;
 use xg_build::{build_hvm, toolstack, BuildError, HvmBuildOutcome, HvmBuildRequest, Strategy};
-use xg_ctrl::sim::{HostConfig, Simulator};
+use xg_ctrl::sim::{HostConfig, PciDeviceConfig, Simulator};
 use xg_ctrl::trace::{TraceSink, Traced};
 use xg_ctrl::DomId;
 use xg_store::{MemStore, Store, TxId};
@@ -90,7 +91,8 @@ pub fn run_on<S: Store + ?Sized>(sc: &Scenario, store: &S, sysfs: Option<&Path>)
     }
     let tstore = TracedStore::new(store, sink.clone());
     toolstack::build_pre(&sim, &tstore, DomId(sc.domid), sc.mem_max_mib).unwrap();
-    let host = PciHost::at(sysfs.unwrap_or(Path::new("/nonexistent-sysfs")));
+    // RMRRs come from the simulated hypervisor (the host's [[pci_device]] lists).
+    let host = PciHost::at(sysfs.unwrap_or(Path::new("/nonexistent-sysfs"))).with_hypervisor(&sim);
     let result = build_hvm(&sim, &tstore, &host, &sc.request());
     Run {
         result,
@@ -116,9 +118,24 @@ pub struct Dev<'a> {
     pub rmrr: &'a [(u64, u64)],
 }
 
-/// A sysfs tree with `resource`, `vendor`, `device` and (our RMRR stand-in)
-/// `reserved_device_memory` files.
-pub fn sysfs(devs: &[Dev<'_>]) -> TempDir {
+impl Scenario {
+    /// Plugs `devs` into the host: a sysfs tree with their `resource`, `vendor` and
+    /// `device` files (returned; pass its path to [`run`]), and their RMRRs in the
+    /// simulated host's `[[pci_device]]` list, where `XENMEM_reserved_device_memory_map`
+    /// finds them.
+    pub fn devices(&mut self, devs: &[Dev<'_>]) -> TempDir {
+        for d in devs.iter().filter(|d| !d.rmrr.is_empty()) {
+            self.host.pci_devices.push(PciDeviceConfig {
+                sbdf: d.sbdf.to_owned(),
+                rmrrs: d.rmrr.iter().map(|&(pfn, n)| [pfn, n]).collect(),
+            });
+        }
+        sysfs(devs)
+    }
+}
+
+/// A sysfs tree with `resource`, `vendor` and `device` files.
+fn sysfs(devs: &[Dev<'_>]) -> TempDir {
     let dir = tempfile::tempdir().unwrap();
     for d in devs {
         let p = dir.path().join("bus/pci/devices").join(d.sbdf);
@@ -150,13 +167,6 @@ pub fn sysfs(devs: &[Dev<'_>]) -> TempDir {
         std::fs::write(p.join("resource"), res).unwrap();
         std::fs::write(p.join("vendor"), format!("{:#06x}\n", d.vendor)).unwrap();
         std::fs::write(p.join("device"), format!("{:#06x}\n", d.device)).unwrap();
-        if !d.rmrr.is_empty() {
-            let mut r = String::new();
-            for (pfn, n) in d.rmrr {
-                writeln!(r, "{pfn:#x} {n:#x}").unwrap();
-            }
-            std::fs::write(p.join("reserved_device_memory"), r).unwrap();
-        }
     }
     dir
 }
