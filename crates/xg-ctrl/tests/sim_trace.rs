@@ -265,6 +265,8 @@ fn every_operation_is_traced() {
         devfn: 0,
     };
     assert_eq!(hv.reserved_device_memory(0, dev).unwrap(), vec![]);
+    // A domain that has not shut down: resuming it changes nothing and succeeds.
+    hv.resume_domain(pv).unwrap();
     let calls: Vec<String> = hv
         .sink()
         .records()
