@@ -45,7 +45,7 @@ fn print(c: &mut Vec<u8>, addr: u32) {
 
 /// A 32-bit PVH kernel that prints [`SUSPENDING`], makes `HYPERVISOR_sched_op(
 /// SCHEDOP_shutdown, {SHUTDOWN_suspend})` with VMCALL (Intel) or VMMCALL (others), then
-/// prints whether the call returned 0 and halts.
+/// prints whether the call returned 0 and spins.
 fn suspending_kernel() -> Vec<u8> {
     let mut msgs = Vec::new();
     let mut at = Vec::new();
@@ -79,14 +79,15 @@ fn suspending_kernel() -> Vec<u8> {
     print(&mut ok, at[1]);
     let mut other = Vec::new();
     print(&mut other, at[2]);
-    // jnz over the "returned 0" print and its jmp to the halt.
+    // jnz over the "returned 0" print and its jmp to the spin.
     c.extend_from_slice(&[0x75, u8::try_from(ok.len() + 2).unwrap()]);
     c.extend_from_slice(&ok);
     c.extend_from_slice(&[0xEB, u8::try_from(other.len()).unwrap()]);
     c.extend_from_slice(&other);
-    c.push(0xFA); // cli
-    c.push(0xF4); // hlt
-    c.extend_from_slice(&[0xEB, 0xFD]); // jmp hlt
+    // Spin rather than `cli; hlt`: Xen powers off an HVM domain whose every vCPU halts
+    // with interrupts off, and the domain must stay running after the resume.
+    c.extend_from_slice(&[0xF3, 0x90]); // pause
+    c.extend_from_slice(&[0xEB, 0xFC]); // jmp pause
     let code_len = usize::try_from(MESSAGES - BASE).unwrap();
     assert!(c.len() <= code_len, "code overlaps the messages");
     c.resize(code_len, 0x90);
