@@ -7,11 +7,11 @@
 
 use xg_build::resume::{resume_slow as resume_domain, ResumeError};
 use xg_ctrl::sim::Simulator;
-use xg_ctrl::trace::{TraceSink, Traced};
+use xg_ctrl::trace::Traced;
 use xg_ctrl::{DomId, DomainConfig, DomainOps};
 
 use crate::args::{Args, Backend};
-use crate::run::{chain, Done};
+use crate::run::{chain, create_trace, flush_trace, Done};
 
 type Lines = Vec<String>;
 
@@ -71,17 +71,9 @@ fn suspended_stand_in(sim: &Simulator, domid: DomId) -> Result<(), Lines> {
 fn traced<H: DomainOps>(hv: H, a: &Args, domid: DomId) -> Result<Done, Lines> {
     match &a.trace {
         Some(path) => {
-            let sink = TraceSink::create(path).map_err(|e| {
-                line(format!(
-                    "xenguest: cannot create trace file {}: {}",
-                    path.display(),
-                    chain(&e)
-                ))
-            })?;
+            let sink = create_trace(path)?;
             let r = run(&Traced::new(hv, sink.clone()), domid);
-            if let Err(e) = sink.flush() {
-                log::warn!("Flushing the trace failed: {e}");
-            }
+            flush_trace(&sink);
             r
         }
         None => run(&hv, domid),

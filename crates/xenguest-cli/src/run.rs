@@ -193,22 +193,32 @@ fn with_trace<H: xg_ctrl::PvHypervisor>(
     };
     match &a.trace {
         Some(path) => {
-            let sink = TraceSink::create(path).map_err(|e| {
-                line(format!(
-                    "xenguest: cannot create trace file {}: {}",
-                    path.display(),
-                    chain(&e)
-                ))
-            })?;
+            let sink = create_trace(path)?;
             let traced = Traced::new(hv, sink.clone());
             let tstore = TracedStore::new(store.as_ref(), sink.clone());
             let r = run_mode(mode, &traced, &tstore, a, n, store_kind);
-            if let Err(e) = sink.flush() {
-                log::warn!("Flushing the trace failed: {e}");
-            }
+            flush_trace(&sink);
             r
         }
         None => run_mode(mode, &hv, store.as_ref(), a, n, store_kind),
+    }
+}
+
+/// Opens `--trace FILE`; a file that cannot be created fails the run before any call.
+pub(crate) fn create_trace(path: &std::path::Path) -> Result<TraceSink, Lines> {
+    TraceSink::create(path).map_err(|e| {
+        line(format!(
+            "xenguest: cannot create trace file {}: {}",
+            path.display(),
+            chain(&e)
+        ))
+    })
+}
+
+/// Flushes the trace at the end of a run; the run's outcome stands either way.
+pub(crate) fn flush_trace(sink: &TraceSink) {
+    if let Err(e) = sink.flush() {
+        log::warn!("Flushing the trace failed: {e}");
     }
 }
 

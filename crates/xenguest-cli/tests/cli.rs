@@ -1,19 +1,12 @@
 //! The `xenguest` binary: its help, its argv errors, the control-channel protocol and
 //! what it prints where.
 
+mod common;
+
 use std::fmt::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_xenguest");
-
-fn xenguest(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("XENSTORED_PATH")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+use common::{text, xenguest, BIN};
 
 /// Base argv of an HVM build on the simulator with a firmware path that does not exist
 /// (so the built-in test firmware is used on every machine).
@@ -42,25 +35,21 @@ fn with(extra: &[&str]) -> Vec<&'static str> {
     v
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 #[test]
 fn help() {
-    let out = xenguest(&["--help"]);
+    let out = xenguest(["--help"]);
     assert!(out.status.success());
     insta::assert_snapshot!(text(&out.stdout));
 }
 
 #[test]
 fn supports() {
-    let out = xenguest(&["-supports", "migration-v2"]);
+    let out = xenguest(["-supports", "migration-v2"]);
     assert_eq!(
         (out.status.code(), text(&out.stdout)),
         (Some(0), "true\n".into())
     );
-    let out = xenguest(&["--supports=x"]);
+    let out = xenguest(["--supports=x"]);
     assert_eq!(
         (out.status.code(), text(&out.stdout)),
         (Some(0), "false\n".into())
@@ -106,7 +95,7 @@ fn argv_errors() {
     ];
     let mut all = String::new();
     for argv in cases {
-        let out = xenguest(argv);
+        let out = xenguest(*argv);
         assert_eq!(out.status.code(), Some(1), "{argv:?}");
         assert!(out.stdout.is_empty(), "{argv:?} wrote to stdout");
         let _ = writeln!(all, "$ xenguest {}\n{}", argv.join(" "), text(&out.stderr));
@@ -137,7 +126,7 @@ fn bad_platform_values() {
     ];
     let mut all = String::new();
     for extra in cases {
-        let out = xenguest(&with(extra));
+        let out = xenguest(with(extra));
         assert_eq!(out.status.code(), Some(1), "{extra:?}");
         assert!(out.stdout.is_empty());
         let _ = writeln!(
@@ -152,7 +141,7 @@ fn bad_platform_values() {
 
 #[test]
 fn misread_values_are_warnings_not_errors() {
-    let out = xenguest(&with(&[
+    let out = xenguest(with(&[
         "-q",
         "--platform",
         "vcpu/weight=70000",
@@ -161,7 +150,7 @@ fn misread_values_are_warnings_not_errors() {
     ]));
     assert!(out.status.success());
     assert_eq!(text(&out.stdout), "result:1044476 1044479\n");
-    let out = xenguest(&with(&[
+    let out = xenguest(with(&[
         "--platform",
         "vcpu/weight=70000",
         "--platform",
@@ -243,7 +232,7 @@ fn control_channel_errors() {
 
 #[test]
 fn plan_is_json_on_stdout() {
-    let out = xenguest(&with(&["--plan", "-vgpu"]));
+    let out = xenguest(with(&["--plan", "-vgpu"]));
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["mmio_size"], "0x20000000");
@@ -256,7 +245,7 @@ fn trace_and_memory_map_files() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("t.jsonl");
     let svg = dir.path().join("m.svg");
-    let out = xenguest(&with(&[
+    let out = xenguest(with(&[
         "-q",
         "--trace",
         trace.to_str().unwrap(),
@@ -281,7 +270,7 @@ fn privcmd_backend_without_xen() {
     if std::path::Path::new("/dev/xen/privcmd").exists() {
         return; // a real dom0: covered by the privcmd backend's own tests
     }
-    let out = xenguest(&with(&["--backend", "privcmd"]));
+    let out = xenguest(with(&["--backend", "privcmd"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let err = text(&out.stderr);
@@ -295,7 +284,7 @@ fn privcmd_backend_without_xen() {
 fn debuglog_gets_info_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("debug.log");
-    let out = xenguest(&with(&["-q", "-debuglog", log.to_str().unwrap()]));
+    let out = xenguest(with(&["-q", "-debuglog", log.to_str().unwrap()]));
     assert!(out.status.success());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -352,11 +341,11 @@ fn platform_file_seeds_the_store() {
         "# a VM's platform keys\nvcpu/number=6\ncores-per-socket = 4\n",
     )
     .unwrap();
-    let out = xenguest(&with(&["--platform-file", f.to_str().unwrap()]));
+    let out = xenguest(with(&["--platform-file", f.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("Bad cores/socket setting: 4 (nr vcpus 6)"));
     std::fs::write(&f, "vcpu/number=8\ncores-per-socket=4\n").unwrap();
-    let out = xenguest(&with(&["--platform-file", f.to_str().unwrap()]));
+    let out = xenguest(with(&["--platform-file", f.to_str().unwrap()]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("vCPUs        8 (1 online)"));
 }
