@@ -514,6 +514,21 @@ pub trait PvOps {
     /// `__HYPERVISOR_mmuext_op` `MMUEXT_PIN_L*_TABLE` (`level` from [`pin`]) of the
     /// page table at `mfn`, for `domid` (the foreign domain).
     fn pin_table(&self, domid: DomId, level: u32, mfn: Mfn) -> Result<()>;
+    /// `XEN_DOMCTL_get_address_size`: 64 or 32 (a compat guest) for a PV domain,
+    /// EOPNOTSUPP for an HVM container (`xc_domain_get_guest_width` divides by 8).
+    fn address_size(&self, domid: DomId) -> Result<u32>;
+    /// `XENMEM_maximum_gpfn`: the highest guest frame. For a PV domain Xen answers
+    /// from the `arch.max_pfn` the guest wrote in its shared info page, minus one (0
+    /// while the guest has written nothing there); `xc_domain_nr_gpfns` adds one.
+    fn maximum_gpfn(&self, domid: DomId) -> Result<u64>;
+    /// `XEN_DOMCTL_getvcpucontext`: the `vcpu_guest_context` of `vcpu` (x86_64 layout,
+    /// 5168 bytes; a 32-bit PV guest's compat layout at the start). EINVAL for a vCPU
+    /// that does not exist, ENODATA for one that was never initialised.
+    fn vcpu_context(&self, domid: DomId, vcpu: u32) -> Result<Vec<u8>>;
+    /// `XEN_DOMCTL_setvcpucontext` with a NULL context (`xc_vcpu_setcontext(…, NULL)`):
+    /// Xen's `vcpu_reset` takes `vcpu` down and uninitialised. EINVAL for a vCPU that
+    /// does not exist or for the calling domain.
+    fn reset_vcpu(&self, domid: DomId, vcpu: u32) -> Result<()>;
 }
 
 /// A hypervisor that can also build PV guests.

@@ -512,6 +512,40 @@ impl<H: PvOps> PvOps for Traced<H> {
         finish(&self.sink, "pin_table", f, &r, none);
         r
     }
+
+    fn address_size(&self, domid: DomId) -> Result<u32> {
+        let r = self.inner.address_size(domid);
+        let f = fields! { "domid" => domid.0 };
+        finish(&self.sink, "address_size", f, &r, |&bits| {
+            fields! { "size" => bits }
+        });
+        r
+    }
+
+    fn maximum_gpfn(&self, domid: DomId) -> Result<u64> {
+        let r = self.inner.maximum_gpfn(domid);
+        let f = fields! { "domid" => domid.0 };
+        finish(&self.sink, "maximum_gpfn", f, &r, |&gpfn| {
+            fields! { "gpfn" => gpfn }
+        });
+        r
+    }
+
+    fn vcpu_context(&self, domid: DomId, vcpu: u32) -> Result<Vec<u8>> {
+        let r = self.inner.vcpu_context(domid, vcpu);
+        let f = fields! { "domid" => domid.0, "vcpu" => vcpu };
+        finish(&self.sink, "vcpu_context", f, &r, |ctx| {
+            fields! { "len" => ctx.len(), "fnv1a" => fnv1a_hex(ctx) }
+        });
+        r
+    }
+
+    fn reset_vcpu(&self, domid: DomId, vcpu: u32) -> Result<()> {
+        let r = self.inner.reset_vcpu(domid, vcpu);
+        let f = fields! { "domid" => domid.0, "vcpu" => vcpu };
+        finish(&self.sink, "reset_vcpu", f, &r, none);
+        r
+    }
 }
 
 fn kind_name(kind: AffinityKind) -> &'static str {

@@ -258,6 +258,11 @@ fn every_operation_is_traced() {
     hv.set_vcpu_context(pv, 0, &[0u8; 16]).unwrap();
     hv.hypercall_init(pv, mfns[1]).unwrap();
     hv.pin_table(pv, xg_ctrl::pin::L4_TABLE, mfns[0]).unwrap();
+    // What xc_domain_resume reads of a PV guest, and its vCPU reset.
+    assert_eq!(hv.address_size(pv).unwrap(), 64);
+    assert_eq!(hv.maximum_gpfn(pv).unwrap(), 0);
+    assert_eq!(hv.vcpu_context(pv, 0).unwrap().len(), 5168);
+    hv.reset_vcpu(pv, 0).unwrap();
     // A host query: this host has no RMRRs, so the counting call succeeds alone.
     let dev = xg_ctrl::PciDev {
         seg: 0,

@@ -1,6 +1,7 @@
 //! The [`PvOps`] implementation: populate with machine frames written back, foreign
 //! maps by machine frame (what `IOCTL_PRIVCMD_MMAPBATCH_V2` takes for a PV domain), the
-//! PV domctls and `MMUEXT_PIN_L*_TABLE`.
+//! PV domctls and `MMUEXT_PIN_L*_TABLE`, and the reads and the vCPU reset of
+//! `xc_domain_resume`'s PV path.
 
 use xg_sys as sys;
 
@@ -30,6 +31,20 @@ struct MmuextOp {
 const _: () = assert!(std::mem::size_of::<MmuextOp>() == 24);
 // SAFETY: a repr(C) struct of integers: every bit pattern is valid.
 unsafe impl Pod for MmuextOp {}
+
+/// `sizeof(vcpu_guest_context_any_t)`: the buffer `xc_vcpu_getcontext` bounces.
+const VCPU_CONTEXT_SIZE: usize = 5168;
+
+/// `struct xen_memory_domain`: the argument of `XENMEM_maximum_gpfn`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct MemoryDomain {
+    domid: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<MemoryDomain>() == 2);
+// SAFETY: a repr(C) struct of one integer: every bit pattern is valid.
+unsafe impl Pod for MemoryDomain {}
 
 /// The frames `mfns[first..first + n]` as the gfn list of a foreign map.
 fn frame_list(mfns: &[Mfn], first: u64, n: usize) -> Vec<Gfn> {
@@ -151,6 +166,62 @@ impl PvOps for XenCtrl {
             domid,
             Retry::Once,
             |u| u.hypercall_init.gmfn = mfn.0,
+        )
+        .map(|_| ())
+    }
+
+    fn address_size(&self, domid: DomId) -> Result<u32> {
+        let reply = self.domctl(
+            "domctl get_address_size",
+            sys::XEN_DOMCTL_get_address_size,
+            domid,
+            Retry::Once,
+            |_| {},
+        )?;
+        // SAFETY: every member of the domctl union is plain data for which any bit
+        // pattern is valid; Xen filled `address_size`.
+        Ok(unsafe { reply.u.address_size }.size)
+    }
+
+    fn maximum_gpfn(&self, domid: DomId) -> Result<u64> {
+        const OP: Op = "memory_op maximum_gpfn";
+        let mut arg = self
+            .privcmd
+            .buf_zeroed::<MemoryDomain>(1)
+            .map_err(|e| Error::hypercall(OP, e.0))?;
+        arg.update(0, |m| m.domid = domid.0);
+        let rc = self.privcmd.memory_op(sys::XENMEM_maximum_gpfn, arg.addr());
+        log::trace!("memory_op maximum_gpfn d{domid}: {rc:?}");
+        rc.map_err(|e| Error::hypercall(OP, e.0))
+    }
+
+    fn vcpu_context(&self, domid: DomId, vcpu: u32) -> Result<Vec<u8>> {
+        const OP: Op = "domctl getvcpucontext";
+        let buf = self
+            .privcmd
+            .buf_zeroed::<u8>(VCPU_CONTEXT_SIZE)
+            .map_err(|e| Error::hypercall(OP, e.0))?;
+        self.domctl(
+            OP,
+            sys::XEN_DOMCTL_getvcpucontext,
+            domid,
+            Retry::Once,
+            |u| {
+                u.vcpucontext.vcpu = vcpu;
+                u.vcpucontext.ctxt.p = buf.handle().cast();
+            },
+        )?;
+        Ok(buf.to_vec())
+    }
+
+    fn reset_vcpu(&self, domid: DomId, vcpu: u32) -> Result<()> {
+        // A NULL context handle asks Xen for vcpu_reset.
+        self.domctl(
+            "domctl setvcpucontext",
+            sys::XEN_DOMCTL_setvcpucontext,
+            domid,
+            Retry::Once,
+            |u| u.vcpucontext.vcpu = vcpu,
         )
         .map(|_| ())
     }

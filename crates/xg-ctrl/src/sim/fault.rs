@@ -52,6 +52,10 @@ pub const OP_NAMES: &[&str] = &[
     "set_vcpu_context",
     "hypercall_init",
     "pin_table",
+    "address_size",
+    "maximum_gpfn",
+    "vcpu_context",
+    "reset_vcpu",
 ];
 
 /// Checks that `op` names a simulated operation.

@@ -1,6 +1,10 @@
 //! The PV operations of the simulator: machine frames come from the p2m the populate
 //! calls built (a PV domain's gfn is its pfn), indexed by machine frame; the shared info
 //! page is a frame of its own at `shared_info_frame`.
+//!
+//! The reads a resume makes (`address_size`, `maximum_gpfn`, `vcpu_context`) answer
+//! from that state; `reset_vcpu` forgets a vCPU's context, as `vcpu_reset` leaves the
+//! vCPU uninitialised.
 
 use super::buddy::pages;
 use super::domain::{Domain, FRAME};
@@ -13,6 +17,46 @@ use crate::types::{conv, DomId, Errno, Gfn, MemFlags, Mfn, PageOrder, PAGE_SIZE}
 /// The machine frame the simulator reports as a domain's shared info page.
 pub(crate) fn shared_info_frame(domid: DomId) -> u64 {
     0xfee00 + u64::from(domid.0)
+}
+
+/// `sizeof(struct vcpu_guest_context)` on x86_64: what `getvcpucontext` copies out.
+const VCPU_CONTEXT_SIZE: usize = 5168;
+/// Offset of `arch.max_pfn` in the shared info page of a 64-bit guest.
+const MAX_PFN_64: usize = 3088;
+/// Offset of `arch.max_pfn` in the shared info page of a 32-bit guest.
+const MAX_PFN_32: usize = 2316;
+/// `EOPNOTSUPP`.
+const EOPNOTSUPP: i32 = libc::EOPNOTSUPP;
+/// `ENODATA`.
+const ENODATA: i32 = libc::ENODATA;
+
+/// The guest's address size as `get_address_size` reports it: 64 unless the domain
+/// was switched to 32.
+fn width(d: &Domain) -> u32 {
+    d.pv.address_size.unwrap_or(64)
+}
+
+/// Xen's `domain_get_maximum_gpfn`: an HVM container's highest mapped frame, a PV
+/// guest's `arch.max_pfn` (what it wrote in its shared info) minus one, 0 when unset.
+fn maximum_gpfn_of(d: &Domain) -> u64 {
+    if d.config.hvm {
+        return d
+            .p2m
+            .runs()
+            .last()
+            .map_or(0, |(gfn, run)| gfn + run.pages() - 1);
+    }
+    let si = &d.pv.shared_info;
+    let max_pfn = if width(d) == 32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&si[MAX_PFN_32..MAX_PFN_32 + 4]);
+        u64::from(u32::from_le_bytes(b))
+    } else {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&si[MAX_PFN_64..MAX_PFN_64 + 8]);
+        u64::from_le_bytes(b)
+    };
+    max_pfn.max(1) - 1
 }
 
 /// Where a machine frame of `d` lives.
@@ -187,6 +231,54 @@ impl PvOps for Simulator {
                 }
                 _ => Err(op_err(OP, EINVAL)),
             }
+        })
+    }
+
+    fn address_size(&self, domid: DomId) -> Result<u32> {
+        const OP: &str = "address_size";
+        self.call(OP, |st| {
+            let d = st.dom(OP, domid)?;
+            if d.config.hvm {
+                return Err(op_err(OP, EOPNOTSUPP));
+            }
+            Ok(width(d))
+        })
+    }
+
+    fn maximum_gpfn(&self, domid: DomId) -> Result<u64> {
+        const OP: &str = "maximum_gpfn";
+        self.call(OP, |st| Ok(maximum_gpfn_of(st.dom(OP, domid)?)))
+    }
+
+    fn vcpu_context(&self, domid: DomId, vcpu: u32) -> Result<Vec<u8>> {
+        const OP: &str = "vcpu_context";
+        self.call(OP, |st| {
+            let d = st.dom(OP, domid)?;
+            if vcpu >= d.max_vcpus {
+                return Err(op_err(OP, EINVAL));
+            }
+            let mut ctx =
+                d.pv.vcpu_contexts
+                    .get(&vcpu)
+                    .cloned()
+                    .ok_or(op_err(OP, ENODATA))?;
+            ctx.resize(VCPU_CONTEXT_SIZE.max(ctx.len()), 0);
+            Ok(ctx)
+        })
+    }
+
+    fn reset_vcpu(&self, domid: DomId, vcpu: u32) -> Result<()> {
+        const OP: &str = "reset_vcpu";
+        self.call(OP, |st| {
+            let d = st.dom(OP, domid)?;
+            // Xen refuses its caller's own domain (it cannot pause itself).
+            if d.is_dom0 || vcpu >= d.max_vcpus {
+                return Err(op_err(OP, EINVAL));
+            }
+            if d.pv.vcpu_contexts.remove(&vcpu).is_some() {
+                log::debug!("sim: d{domid} vcpu {vcpu} reset (down, uninitialised)");
+            }
+            Ok(())
         })
     }
 

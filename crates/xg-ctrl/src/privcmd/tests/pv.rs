@@ -78,3 +78,71 @@ fn pin_l4_is_one_mmuext_op_for_the_foreign_domain() {
     });
     xc.pin_table(DomId(4), pin::L4_TABLE, Mfn(0xBEEF)).unwrap();
 }
+
+#[test]
+fn address_size_is_read_back_from_the_domctl() {
+    let xc = ctrl();
+    let _g = mock::on_hypercall(|call| {
+        let d = domctl_bytes(&call);
+        assert_eq!(u32_at(&d, 0), 36, "XEN_DOMCTL_get_address_size");
+        assert_eq!(u16_at(&d, 8), 7, "domain");
+        // SAFETY: u.address_size.size of the live domctl buffer.
+        unsafe { poke(call.arg[0] + 16, 32u32) };
+        Ok(0)
+    });
+    assert_eq!(xc.address_size(DomId(7)).unwrap(), 32);
+}
+
+#[test]
+fn getvcpucontext_bounces_a_whole_context_out() {
+    let xc = ctrl();
+    let _g = mock::on_hypercall(|call| {
+        let d = domctl_bytes(&call);
+        assert_eq!(u32_at(&d, 0), 13, "XEN_DOMCTL_getvcpucontext");
+        assert_eq!(u32_at(&d, 16), 0, "vcpu");
+        let ctxt = u64_at(&d, 24);
+        assert_ne!(ctxt, 0, "a context buffer");
+        // SAFETY: user_regs.rdx and the last byte of the 5168-byte bounce buffer.
+        unsafe {
+            poke(ctxt + 616, 0x1234_5678u64);
+            poke(ctxt + 5167, 0xEEu8);
+        }
+        Ok(0)
+    });
+    let ctx = xc.vcpu_context(DomId(3), 0).unwrap();
+    assert_eq!(ctx.len(), 5168);
+    assert_eq!(u64_at(&ctx, 616), 0x1234_5678);
+    assert_eq!(ctx[5167], 0xEE);
+}
+
+#[test]
+fn reset_vcpu_is_setvcpucontext_with_a_null_handle() {
+    let xc = ctrl();
+    let _g = mock::on_hypercall(|call| {
+        let d = domctl_bytes(&call);
+        assert_eq!(u32_at(&d, 0), 12, "XEN_DOMCTL_setvcpucontext");
+        assert_eq!(u16_at(&d, 8), 5, "domain");
+        assert_eq!(u32_at(&d, 16), 2, "vcpu");
+        assert_eq!(u64_at(&d, 24), 0, "NULL context");
+        Err(libc::EINVAL)
+    });
+    assert_eq!(xc.reset_vcpu(DomId(5), 2).unwrap_err().errno(), Some(22));
+}
+
+#[test]
+fn maximum_gpfn_is_a_memory_op_on_the_domid() {
+    let xc = ctrl();
+    let _g = mock::on_hypercall(|call| {
+        assert_eq!(call.op, nr::MULTICALL);
+        // SAFETY: arg[0] is the bounced multicall entry.
+        let entry: MulticallEntry = unsafe { peek(call.arg[0]) };
+        assert_eq!(entry.args[0], 14, "XENMEM_maximum_gpfn");
+        // SAFETY: args[1] is the bounced 2-byte xen_memory_domain.
+        let arg = unsafe { peek_bytes(entry.args[1], 2) };
+        assert_eq!(u16_at(&arg, 0), 6);
+        // SAFETY: the result field of the live entry.
+        unsafe { poke(call.arg[0] + 8, 0x3FFu64) };
+        Ok(0)
+    });
+    assert_eq!(xc.maximum_gpfn(DomId(6)).unwrap(), 0x3FF);
+}
