@@ -2,6 +2,11 @@
 //! global claim counter, the oracle's knobs, and the layout of free memory at start.
 
 use super::buddy::{Buddy, MAX_ORDER};
+
+/// Order of a 1 GiB frame.
+const ORDER_1G: u8 = 18;
+/// Order of a 2 MiB frame.
+const ORDER_2M: u8 = 9;
 use super::config::{HostConfig, Placement, PAGES_1G, PAGES_2M};
 use crate::error::Result;
 use crate::types::MemFlags;
@@ -50,8 +55,50 @@ pub struct Machine {
     pub fail_orders: [bool; MAX_ORDER as usize + 1],
     /// Extents per order that may still succeed (`None` = unlimited).
     pub budgets: [Option<u64>; MAX_ORDER as usize + 1],
-    /// Machine frames used at start (by Xen, dom0 and fragmentation holes), as runs.
-    pub host_used: Vec<(u64, u64)>,
+    /// Machine frames used at start (by Xen, dom0 and fragmentation holes).
+    pub host_used: HostUsed,
+}
+
+/// Machine frames used at start, as groups of equally spaced spans: the holes of a
+/// million broken frames are one entry.
+#[derive(Debug, Clone, Default)]
+pub struct HostUsed {
+    groups: Vec<UsedGroup>,
+}
+
+/// `count` spans of `pages` frames, `stride` frames apart, the first at `start`.
+#[derive(Debug, Clone, Copy)]
+struct UsedGroup {
+    start: u64,
+    pages: u64,
+    count: u64,
+    stride: u64,
+}
+
+impl HostUsed {
+    /// Records the frames `[start, start + pages)`.
+    pub fn push(&mut self, start: u64, pages: u64) {
+        self.push_every(start, pages, 1, pages);
+    }
+
+    /// Records `count` spans of `pages` frames, `stride` frames apart.
+    pub fn push_every(&mut self, start: u64, pages: u64, count: u64, stride: u64) {
+        if count > 0 && pages > 0 {
+            self.groups.push(UsedGroup {
+                start,
+                pages,
+                count,
+                stride,
+            });
+        }
+    }
+
+    /// Every span as `(first frame, frames)`, in the order recorded.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.groups
+            .iter()
+            .flat_map(|g| (0..g.count).map(move |k| (g.start + k * g.stride, g.pages)))
+    }
 }
 
 impl Machine {
@@ -60,7 +107,7 @@ impl Machine {
         cfg.validate()?;
         let mut nodes = Vec::with_capacity(cfg.nodes.len());
         let mut cpu_node = Vec::new();
-        let mut host_used = Vec::new();
+        let mut host_used = HostUsed::default();
         let mut start = 0u64;
         let mut total = 0u64;
         for (id, nc) in cfg.nodes.iter().enumerate() {
@@ -78,7 +125,7 @@ impl Machine {
                 nc.free_2m,
             );
             if free < mem {
-                host_used.push((start + free, mem - free));
+                host_used.push(start + free, mem - free);
             }
             let first_cpu = u32::try_from(cpu_node.len()).unwrap_or(u32::MAX);
             let cpus: Vec<u32> = (first_cpu..first_cpu + nc.cpus).collect();
@@ -252,10 +299,11 @@ fn cycle_node(node: u32, mask: u64) -> Option<u32> {
 }
 
 /// Fills `[from, to)` (1 GiB-aligned start) with free chunks, punching a one-page hole
-/// into the 1 GiB and 2 MiB frames beyond the `free_1g` / `free_2m` limits.
+/// into the 1 GiB and 2 MiB frames beyond the `free_1g` / `free_2m` limits. Runs of
+/// identically broken frames go in as one [`Buddy::add_broken_frames`] each.
 fn lay_out_free(
     buddy: &mut Buddy,
-    used: &mut Vec<(u64, u64)>,
+    used: &mut HostUsed,
     from: u64,
     to: u64,
     free_1g: Option<u64>,
@@ -268,24 +316,38 @@ fn lay_out_free(
         if whole_1g > 0 {
             whole_1g -= 1;
             buddy.add_free_range(cur, cur + PAGES_1G);
-        } else {
-            used.push((cur, 1));
-            fill_2m(buddy, used, cur + 1, cur + PAGES_1G, &mut whole_2m);
+            cur += PAGES_1G;
+            continue;
         }
-        cur += PAGES_1G;
+        // Every 1 GiB frame from here on is broken.
+        let frames = (to - cur) / PAGES_1G;
+        match whole_2m {
+            None => {
+                buddy.add_broken_frames(cur, frames, ORDER_1G);
+                used.push_every(cur, 1, frames, PAGES_1G);
+                cur += frames * PAGES_1G;
+            }
+            Some(0) => {
+                // Broken at its first page and with every 2 MiB frame broken: 512 broken
+                // 2 MiB frames (the first one's hole is the 1 GiB frame's).
+                let broken = frames * (PAGES_1G / PAGES_2M);
+                buddy.add_broken_frames(cur, broken, ORDER_2M);
+                used.push_every(cur, 1, broken, PAGES_2M);
+                cur += frames * PAGES_1G;
+            }
+            Some(_) => {
+                used.push(cur, 1);
+                fill_2m(buddy, used, cur + 1, cur + PAGES_1G, &mut whole_2m);
+                cur += PAGES_1G;
+            }
+        }
     }
     fill_2m(buddy, used, cur, to, &mut whole_2m);
 }
 
 /// Frees `[from, to)`; with a 2 MiB budget, whole 2 MiB frames beyond it lose their first
 /// page.
-fn fill_2m(
-    buddy: &mut Buddy,
-    used: &mut Vec<(u64, u64)>,
-    from: u64,
-    to: u64,
-    whole_2m: &mut Option<u64>,
-) {
+fn fill_2m(buddy: &mut Buddy, used: &mut HostUsed, from: u64, to: u64, whole_2m: &mut Option<u64>) {
     let Some(budget) = whole_2m else {
         buddy.add_free_range(from, to);
         return;
@@ -302,11 +364,10 @@ fn fill_2m(
     *budget -= whole;
     buddy.add_free_range(cur, cur + whole * PAGES_2M);
     cur += whole * PAGES_2M;
-    while cur + PAGES_2M <= to {
-        used.push((cur, 1));
-        buddy.add_free_range(cur + 1, cur + PAGES_2M);
-        cur += PAGES_2M;
-    }
+    let broken = to.saturating_sub(cur) / PAGES_2M;
+    buddy.add_broken_frames(cur, broken, ORDER_2M);
+    used.push_every(cur, 1, broken, PAGES_2M);
+    cur += broken * PAGES_2M;
     buddy.add_free_range(cur, to);
 }
 

@@ -281,7 +281,7 @@ impl Simulator {
                 spans.push((mfn, pages(order), "free"));
             }
         }
-        spans.extend(m.host_used.iter().map(|&(s, n)| (s, n, "host")));
+        spans.extend(m.host_used.iter().map(|(s, n)| (s, n, "host")));
         let mut claims = 0;
         for (id, d) in &st.domains {
             let mut charged = 0;
