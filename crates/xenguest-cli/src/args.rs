@@ -109,6 +109,15 @@ pub enum Populate {
     Batched,
 }
 
+/// The guest the simulator stands in for `resume_slow` (`--sim-guest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimGuest {
+    /// An HVM guest that shut down for suspend.
+    Hvm,
+    /// A 64-bit PV guest built from the test kernel that suspended itself.
+    Pv,
+}
+
 /// Everything the command line says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
@@ -176,6 +185,8 @@ pub struct Args {
     pub populate: Populate,
     /// `--memory-map`.
     pub memory_map: Option<PathBuf>,
+    /// `--sim-guest`.
+    pub sim_guest: SimGuest,
     /// `--sysfs-root`.
     pub sysfs_root: Option<PathBuf>,
     /// `-v` count.
@@ -219,6 +230,7 @@ impl Default for Args {
             plan: false,
             populate: Populate::Compat,
             memory_map: None,
+            sim_guest: SimGuest::Hvm,
             sysfs_root: None,
             verbose: 0,
             quiet: false,
@@ -306,6 +318,7 @@ enum Opt {
     Plan,
     Populate,
     MemoryMap,
+    SimGuest,
     SysfsRoot,
     Verbose,
     Quiet,
@@ -352,6 +365,7 @@ const OPTIONS: &[(&str, bool, Opt)] = &[
     ("plan", false, Opt::Plan),
     ("populate", true, Opt::Populate),
     ("memory-map", true, Opt::MemoryMap),
+    ("sim-guest", true, Opt::SimGuest),
     ("sysfs-root", true, Opt::SysfsRoot),
     ("verbose", false, Opt::Verbose),
     ("v", false, Opt::Verbose),
@@ -526,6 +540,18 @@ pub fn parse(argv: &[String]) -> Result<Parsed, ArgError> {
                 }
             }
             Opt::MemoryMap => a.memory_map = Some(PathBuf::from(value)),
+            Opt::SimGuest => {
+                a.sim_guest = match value.as_str() {
+                    "hvm" => SimGuest::Hvm,
+                    "pv" => SimGuest::Pv,
+                    _ => {
+                        return Err(ArgError::BadValue {
+                            option: "sim-guest",
+                            value,
+                        })
+                    }
+                }
+            }
             Opt::SysfsRoot => a.sysfs_root = Some(PathBuf::from(value)),
             Opt::Verbose => a.verbose = a.verbose.saturating_add(1),
             Opt::Quiet => a.quiet = true,

@@ -116,7 +116,8 @@ pub const MODES: &[ModeDef] = &[
         supported: true,
         description: "let a domain run again after a failed or cancelled suspend \
                       (libxenguest's xc_domain_resume, slow path) and write result:0 0; \
-                      HVM and PVH only, a PV domain is refused",
+                      for a PV domain the start info's Xenstore and console frames are \
+                      turned back into machine frames and the secondary vCPUs reset",
     },
     ModeDef {
         name: "listen",
@@ -377,6 +378,13 @@ pub const OPTIONS: &[OptionDef] = &[
         description: "draw the guest physical memory map as SVG",
     },
     OptionDef {
+        names: &["sim-guest"],
+        arg: Some("hvm|pv"),
+        section: Section::Implementation,
+        description: "the suspended guest the simulator stands in for resume_slow: an \
+                      HVM guest (default) or a PV guest built from the test kernel",
+    },
+    OptionDef {
         names: &["verbose", "v"],
         arg: None,
         section: Section::Implementation,
@@ -429,7 +437,8 @@ pub const DESCRIPTION: &[&str] = &[
      on any Linux machine. If -image does not exist and the backend is sim, a built-in \
      test firmware (hvm_build) or test kernel (pvh_build, linux_build) is used. \
      For resume_slow the simulator first creates the domain as an HVM guest that shut \
-     down for suspend. \
+     down for suspend, or with --sim-guest pv builds a PV guest from the test kernel \
+     that suspended itself (p2m published, ring frames turned into pfns). \
      With --backend privcmd xenguest drives a real Xen from dom0 through \
      /dev/xen/privcmd and needs root.",
 ];

@@ -129,3 +129,97 @@ fn privcmd_without_xen_fails_to_open() {
         "error:xenguest: Failed to open xc interface\n"
     );
 }
+
+/// The trace of a PV resume, call names in order.
+fn pv_trace(dir: &Path, extra: &[&str]) -> (Output, Vec<serde_json::Value>) {
+    let trace = dir.join("pv.jsonl");
+    let mut args = vec![
+        "-domid",
+        "6",
+        "--sim-guest",
+        "pv",
+        "--trace",
+        trace.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = resume(&args);
+    let lines = std::fs::read_to_string(&trace)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out, lines)
+}
+
+#[test]
+fn a_suspended_pv_guest_is_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, lines) = pv_trace(dir.path(), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, b"result:0 0\n", "byte for byte");
+    let calls: Vec<&str> = lines.iter().filter_map(|v| v["call"].as_str()).collect();
+    assert_eq!(
+        calls,
+        [
+            "domain_info",
+            "address_size",
+            "read_machine", // shared info
+            "maximum_gpfn",
+            "read_machine", // L4, L3, L2 and L1 tables of the p2m list
+            "read_machine",
+            "read_machine",
+            "read_machine",
+            "read_machine", // the p2m
+            "vcpu_context",
+            "read_machine", // start info
+            "write_machine",
+            "write_machine",
+            "reset_vcpu",
+            "resume_domain",
+        ]
+    );
+    // The stand-in shut down for suspend; the width is 64 bits; vCPU 1 is reset.
+    let flags = lines[0]["flags"].as_u64().unwrap();
+    assert_eq!(flags & (1 << 1 | 1 << 2 | 0xff << 16), 1 << 2 | 2 << 16);
+    assert_eq!(lines[1]["size"], 64);
+    assert_eq!(lines[13]["vcpu"], 1);
+    // The two writes put 8-byte machine frames at store_mfn and console.domU.mfn.
+    assert_eq!(lines[11]["offset"], 56);
+    assert_eq!(lines[12]["offset"], 72);
+    assert_eq!(lines[11]["len"], 8);
+}
+
+#[test]
+fn pv_failures_name_libxenguests_step() {
+    let dir = tempfile::tempdir().unwrap();
+    for (op, nth, line) in [
+        (
+            "address_size",
+            1,
+            "error:xenguest: xc_domain_resume: [1] Could not get domain width (13 = Permission denied)\n",
+        ),
+        (
+            "maximum_gpfn",
+            1,
+            "error:xenguest: xc_domain_resume: [1] Couldn't map p2m table\n",
+        ),
+        (
+            "vcpu_context",
+            2, // the first is the stand-in's own suspend
+            "error:xenguest: xc_domain_resume: [1] Could not get vcpu context\n",
+        ),
+        (
+            "reset_vcpu",
+            1,
+            "error:xenguest: xc_domain_resume: [1] Couldn't reset vcpu state\n",
+        ),
+    ] {
+        let host = host_with(
+            dir.path(),
+            &format!("[[fault]]\nop = \"{op}\"\nnth = {nth}\nerrno = 13\n"),
+        );
+        let (out, _) = pv_trace(dir.path(), &["--host", &host]);
+        assert_eq!(out.status.code(), Some(1), "{op}");
+        assert_eq!(text(&out.stdout), line, "{op}");
+    }
+}

@@ -8,11 +8,12 @@
 //!   guest's `SCHEDOP_shutdown(SHUTDOWN_suspend)` returns 0, so a guest with PV drivers
 //!   believes it woke up in a new domain and reconnects them; a guest without drivers
 //!   just continues.
-//! * **PV**: the guest width, a map of the guest's p2m (through the shared info page),
-//!   vCPU 0's context for the start info frame, the start info's Xenstore and console
-//!   frames rewritten from pfns back to machine frames, a reset of every secondary vCPU,
-//!   then `XEN_DOMCTL_resumedomain`. **Not implemented**: a PV domain is refused with
-//!   [`ResumeError::PvUnsupported`] before anything is changed.
+//! * **PV**: the guest width, a map of the guest's p2m (found through the shared info
+//!   page), vCPU 0's context for the start info frame, the start info's Xenstore and
+//!   console frames rewritten from pfns back to machine frames (the guest's suspend
+//!   turned them into pfns), a reset of every secondary vCPU, then
+//!   `XEN_DOMCTL_resumedomain` (see [`pv`]). The guest's `SCHEDOP_shutdown` returns 0
+//!   as well: it believes it resumed in a new domain.
 //!
 //! Xen's `domain_resume` does not require the domain to be shut down: a running or
 //! toolstack-paused domain is left as it is, and the call succeeds (libxenguest checks
@@ -22,9 +23,16 @@
 //! when `domid` does not exist, so the C code goes on with that domain's type and fails
 //! later (`[3] No such process` from the resume, or a PV step). The backends here answer
 //! ESRCH for exactly `domid`, so a missing domain always fails at the first step with
-//! libxenguest's `Could not get domain info` message.
+//! libxenguest's `Could not get domain info` message. Where libxenguest would index
+//! the p2m or its page tables outside what it mapped (a guest that published a broken
+//! p2m), this fails with the step's message instead of reading past the mapping.
 
-use xg_ctrl::{DomId, DomainInfo, DomainOps};
+pub mod pv;
+pub mod stand_in;
+
+use xg_ctrl::{DomId, DomainInfo, DomainOps, PvOps};
+
+pub use pv::{PvError, PvResumed, PvStep};
 
 use crate::error::strerror;
 
@@ -40,6 +48,8 @@ const XC_INTERNAL_ERROR: i32 = 1;
 pub struct Resumed {
     /// The domain before the resume, as `getdomaininfo` reported it.
     pub before: DomainInfo,
+    /// What the PV path found and rewrote (`None` for an HVM container).
+    pub pv: Option<PvResumed>,
 }
 
 impl Resumed {
@@ -69,12 +79,9 @@ pub enum ResumeError {
     /// `XEN_DOMCTL_resumedomain` failed.
     #[error("XEN_DOMCTL_resumedomain failed")]
     Resume(#[source] xg_ctrl::Error),
-    /// The domain is PV, whose resume path is not implemented.
-    #[error("Resuming PV domain {domid} is not supported")]
-    PvUnsupported {
-        /// The domain.
-        domid: DomId,
-    },
+    /// A step of the PV path failed.
+    #[error(transparent)]
+    Pv(#[from] PvError),
 }
 
 impl ResumeError {
@@ -97,11 +104,18 @@ impl ResumeError {
                 let errno = errno_of(e);
                 format!("xenguest: {C_FUNCTION}: [{errno}] {}\n", strerror(errno))
             }
-            ResumeError::PvUnsupported { domid } => format!(
-                "xenguest: {C_FUNCTION}: domain {domid} is PV: resume_slow of PV guests is \
-                 not supported (libxenguest's PV path: p2m map, start_info store/console \
-                 frame rewrite, secondary vCPU reset)\n"
-            ),
+            // libxenguest's ERROR: the message alone; PERROR adds errno.
+            ResumeError::Pv(e) => match (e.step, e.errno()) {
+                (PvStep::GuestWidth, errno) => {
+                    let errno = errno.unwrap_or(libc::EIO);
+                    format!(
+                        "xenguest: {C_FUNCTION}: [{XC_INTERNAL_ERROR}] {} ({errno} = {})\n",
+                        e.step,
+                        strerror(errno)
+                    )
+                }
+                (step, _) => format!("xenguest: {C_FUNCTION}: [{XC_INTERNAL_ERROR}] {step}\n"),
+            },
         }
     }
 }
@@ -112,21 +126,25 @@ fn errno_of(e: &xg_ctrl::Error) -> i32 {
 
 /// `xc_domain_resume(xch, domid, 0)`: resumes `domid` after a failed or cancelled
 /// suspend (see the module documentation).
-pub fn resume_slow<H: DomainOps + ?Sized>(hv: &H, domid: DomId) -> Result<Resumed, ResumeError> {
+pub fn resume_slow<H: DomainOps + PvOps + ?Sized>(
+    hv: &H,
+    domid: DomId,
+) -> Result<Resumed, ResumeError> {
     let before = hv.domain_info(domid).map_err(ResumeError::DomainInfo)?;
-    if !before.is_hvm() {
-        return Err(ResumeError::PvUnsupported { domid });
-    }
-    log::info!(
-        "Resuming HVM domain {domid} ({})",
-        match before.shutdown_reason() {
-            Some(2) => "shut down for suspend".to_owned(),
-            Some(code) => format!("shut down with code {code}"),
-            None => "not shut down: nothing to undo".to_owned(),
-        }
-    );
+    let state = match before.shutdown_reason() {
+        Some(2) => "shut down for suspend".to_owned(),
+        Some(code) => format!("shut down with code {code}"),
+        None => "not shut down".to_owned(),
+    };
+    let pv = if before.is_hvm() {
+        log::info!("Resuming HVM domain {domid} ({state})");
+        None
+    } else {
+        log::info!("Resuming PV domain {domid} ({state})");
+        Some(pv::resume_pv(hv, domid, &before)?)
+    };
     hv.resume_domain(domid).map_err(ResumeError::Resume)?;
-    Ok(Resumed { before })
+    Ok(Resumed { before, pv })
 }
 
 #[cfg(test)]
@@ -151,10 +169,28 @@ mod tests {
             resume.wire_line(),
             "xenguest: xc_domain_resume: [22] Invalid argument\n"
         );
-        let pv = ResumeError::PvUnsupported { domid: DomId(5) };
-        assert!(pv
-            .wire_line()
-            .starts_with("xenguest: xc_domain_resume: domain 5 is PV: "));
-        assert!(pv.wire_line().ends_with(")\n"));
+        let width = ResumeError::Pv(PvError {
+            step: PvStep::GuestWidth,
+            cause: pv::PvCause::Hypervisor(xg_ctrl::Error::hypercall(
+                "domctl get_address_size",
+                libc::EOPNOTSUPP,
+            )),
+        });
+        assert_eq!(
+            width.wire_line(),
+            "xenguest: xc_domain_resume: [1] Could not get domain width \
+             (95 = Operation not supported)\n"
+        );
+        let p2m = ResumeError::Pv(PvError {
+            step: PvStep::P2m,
+            cause: pv::PvCause::P2mSize {
+                p2m_size: 1,
+                nr_pages: 2,
+            },
+        });
+        assert_eq!(
+            p2m.wire_line(),
+            "xenguest: xc_domain_resume: [1] Couldn't map p2m table\n"
+        );
     }
 }
