@@ -42,6 +42,9 @@ const PAGE: usize = conv::u64_to_usize(PAGE_SIZE);
 pub(crate) struct ForeignMapping<'a> {
     ptr: NonNull<u8>,
     len: usize,
+    /// Mapped `PROT_WRITE` too. A read-only mapping is what lets a PV guest's page
+    /// tables be read: Xen refuses a writable mapping of a frame typed as a page table.
+    writable: bool,
     _privcmd: PhantomData<&'a Privcmd>,
 }
 
@@ -59,8 +62,8 @@ fn invalid(op: Op, detail: String) -> Error {
 }
 
 impl<'a> ForeignMapping<'a> {
-    /// Reserves a VMA of `pages` pages on the privcmd fd.
-    fn reserve(privcmd: &'a Privcmd, op: Op, pages: usize) -> Result<Self> {
+    /// Reserves a VMA of `pages` pages on the privcmd fd (read-only unless `writable`).
+    fn reserve(privcmd: &'a Privcmd, op: Op, pages: usize, writable: bool) -> Result<Self> {
         let len = pages
             .checked_mul(PAGE)
             .filter(|&l| l > 0)
@@ -71,7 +74,11 @@ impl<'a> ForeignMapping<'a> {
             libc::mmap(
                 ptr::null_mut(),
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
+                if writable {
+                    libc::PROT_READ | libc::PROT_WRITE
+                } else {
+                    libc::PROT_READ
+                },
                 libc::MAP_SHARED,
                 privcmd.raw_fd(),
                 0,
@@ -81,6 +88,7 @@ impl<'a> ForeignMapping<'a> {
         Ok(ForeignMapping {
             ptr,
             len,
+            writable,
             _privcmd: PhantomData,
         })
     }
@@ -89,10 +97,29 @@ impl<'a> ForeignMapping<'a> {
         conv::usize_to_u64(self.ptr.as_ptr() as usize + page * PAGE)
     }
 
-    /// Maps `gfns` of `domid` contiguously; every frame must map.
+    /// Maps `gfns` of `domid` contiguously and writable; every frame must map.
     pub(crate) fn map_gfns(privcmd: &'a Privcmd, domid: DomId, gfns: &[Gfn]) -> Result<Self> {
+        Self::map_gfns_prot(privcmd, domid, gfns, true)
+    }
+
+    /// Maps `gfns` of `domid` read-only (`PROT_READ`, as libxenguest maps what it only
+    /// reads); every frame must map.
+    pub(crate) fn map_gfns_read_only(
+        privcmd: &'a Privcmd,
+        domid: DomId,
+        gfns: &[Gfn],
+    ) -> Result<Self> {
+        Self::map_gfns_prot(privcmd, domid, gfns, false)
+    }
+
+    fn map_gfns_prot(
+        privcmd: &'a Privcmd,
+        domid: DomId,
+        gfns: &[Gfn],
+        writable: bool,
+    ) -> Result<Self> {
         const OP: Op = "privcmd mmapbatch_v2";
-        let mapping = Self::reserve(privcmd, OP, gfns.len())?;
+        let mapping = Self::reserve(privcmd, OP, gfns.len(), writable)?;
         let frames: Vec<u64> = gfns.iter().map(|g| g.0).collect();
         let mut errs: Vec<c_int> = vec![0; frames.len()];
         match mapping.batch(privcmd, domid, &frames, &mut errs, 0, frames.len()) {
@@ -186,7 +213,7 @@ impl<'a> ForeignMapping<'a> {
         num: usize,
     ) -> Result<Self> {
         const OP: Op = "privcmd mmap_resource";
-        let mapping = Self::reserve(privcmd, OP, num)?;
+        let mapping = Self::reserve(privcmd, OP, num, true)?;
         let mut arg = PrivcmdMmapResource {
             dom: domid.0,
             ty,
@@ -220,6 +247,12 @@ impl<'a> ForeignMapping<'a> {
     /// Copies `data` to byte `offset` of the mapping.
     pub(crate) fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_range("write foreign mapping", offset, data.len())?;
+        if !self.writable {
+            return Err(invalid(
+                "write foreign mapping",
+                "the mapping is read-only".to_owned(),
+            ));
+        }
         // SAFETY: the range is inside the mapping (checked above), which is writable;
         // source and destination cannot overlap (ours vs. a caller's slice).
         unsafe {
@@ -238,9 +271,12 @@ impl<'a> ForeignMapping<'a> {
         Ok(())
     }
 
-    /// Zeroes the whole mapping.
+    /// Zeroes the whole mapping (nothing for a read-only one, which no caller zeroes).
     pub(crate) fn zero(&self) {
-        // SAFETY: the whole writable mapping.
+        if !self.writable {
+            return;
+        }
+        // SAFETY: the whole mapping, which is writable (checked above).
         unsafe { ptr::write_bytes(self.ptr.as_ptr(), 0, self.len) };
     }
 }

@@ -134,7 +134,9 @@ impl PvOps for XenCtrl {
         check_span(OP, mfns, offset, buf.len())?;
         for chunk in chunks(OP, offset, buf.len(), MAP_BATCH_FRAMES)? {
             let list = frame_list(mfns, chunk.first_gfn, chunk.frames);
-            let map = ForeignMapping::map_gfns(&self.privcmd, domid, &list)?;
+            // Read-only, as libxenguest maps what it reads: Xen refuses a writable
+            // mapping of a PV guest's page tables (resume_slow walks them).
+            let map = ForeignMapping::map_gfns_read_only(&self.privcmd, domid, &list)?;
             map.read(chunk.offset, &mut buf[chunk.data.clone()])?;
         }
         Ok(())

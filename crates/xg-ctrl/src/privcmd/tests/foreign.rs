@@ -242,3 +242,52 @@ fn chunking_respects_batch_and_page_offsets() {
     assert!(chunks("t", 0, 0, 2).unwrap().is_empty());
     assert!(chunks("t", u64::MAX, 2, 2).is_err());
 }
+
+/// The permissions `/proc/self/maps` shows for the VMA holding `addr` (`"rw-s"`, …).
+fn vma_perms(addr: u64) -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for line in maps.lines() {
+        let mut words = line.split_whitespace();
+        let range = words.next().unwrap();
+        let (start, end) = range.split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        if (start..end).contains(&addr) {
+            return words.next().unwrap().to_owned();
+        }
+    }
+    panic!("{addr:#x} is not mapped")
+}
+
+#[test]
+fn machine_frames_are_read_through_read_only_maps() {
+    let xc = ctrl();
+    let guest = Rc::new(FakeGuest::new(8));
+    guest.write(3 * 4096 + 8, b"l4 table");
+    let perms = Rc::new(RefCell::new(Vec::new()));
+    let (g, p) = (guest.clone(), perms.clone());
+    let _g = mock::install(move |request, arg| {
+        assert_eq!(request, IOCTL_PRIVCMD_MMAPBATCH_V2);
+        // SAFETY: the live argument of the code under test.
+        let b: PrivcmdMmapBatchV2 = unsafe { std::ptr::read(arg.cast()) };
+        // What the caller asked mmap for, before the frames replace the pages.
+        p.borrow_mut().push(vma_perms(b.addr));
+        for i in 0..b.num as usize {
+            // SAFETY: `arr`/`err` have `num` elements.
+            let mfn = unsafe { *b.arr.add(i) };
+            g.map_frame(b.addr + 4096 * i as u64, mfn);
+            // SAFETY: as above.
+            unsafe { *b.err.add(i) = 0 };
+        }
+        Ok(0)
+    });
+    let mut buf = [0u8; 8];
+    xc.read_machine(DomId(2), &[crate::types::Mfn(3)], 8, &mut buf)
+        .unwrap();
+    assert_eq!(&buf, b"l4 table");
+    xc.write_machine(DomId(2), &[crate::types::Mfn(4)], 0, b"data")
+        .unwrap();
+    assert_eq!(guest.read(4 * 4096, 4), b"data");
+    // A PV guest's page tables only map read-only (Xen refuses PROT_WRITE for them).
+    assert_eq!(*perms.borrow(), ["r--s", "rw-s"]);
+}
