@@ -294,3 +294,65 @@ fn a_bad_page_table_entry_is_erange_in_the_walk() {
         "xenguest: xc_domain_resume: [1] Couldn't map p2m table\n"
     );
 }
+
+/// A 32-bit PV guest laid out by hand (there is no 32-bit builder): 8 pages, the p2m
+/// in page 5 as 4-byte entries, published through the frame list tree (page 6 the
+/// frame list, page 7 the frame list list), the start info in page 0 naming pfns 1 and
+/// 2, and `edx` the start info's machine frame.
+#[test]
+fn a_32_bit_guest_is_read_at_its_width() {
+    use xg_ctrl::{DomainConfig, Gfn, MemFlags, PageOrder};
+    let sim = Simulator::default();
+    let cfg = DomainConfig {
+        hvm: false,
+        hap: false,
+        max_vcpus: 1,
+        ..DomainConfig::default()
+    };
+    sim.create_domain(DOM, &cfg).unwrap();
+    sim.set_max_mem(DOM, 1024).unwrap();
+    sim.set_address_size(DOM, 32).unwrap();
+    let gfns: Vec<Gfn> = (0..8).map(Gfn).collect();
+    let mfns: Vec<u64> = sim
+        .populate_physmap_mfns(DOM, PageOrder::ORDER_4K, MemFlags::NONE, &gfns)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    let u32s = |v: &[u64]| -> Vec<u8> {
+        v.iter()
+            .flat_map(|&x| u32::try_from(x).unwrap().to_le_bytes())
+            .collect()
+    };
+    let write = |pfn: usize, at: u64, bytes: &[u8]| {
+        sim.write_machine(DOM, &[Mfn(mfns[pfn])], at, bytes)
+            .unwrap();
+    };
+    write(5, 0, &u32s(&mfns));
+    write(6, 0, &u32s(&[mfns[5]]));
+    write(7, 0, &u32s(&[mfns[6]]));
+    write(0, 44, &u32s(&[1])); // store_mfn, as a pfn
+    write(0, 52, &u32s(&[2])); // console.domU.mfn, as a pfn
+    let si = Mfn(sim.domain_info(DOM).unwrap().shared_info_frame);
+    sim.write_machine(DOM, &[si], 2316, &u32s(&[8])).unwrap();
+    sim.write_machine(DOM, &[si], 2320, &u32s(&[mfns[7]]))
+        .unwrap();
+    let mut ctx = vec![0u8; 2800];
+    ctx[524..528].copy_from_slice(&u32s(&[mfns[0]]));
+    sim.set_vcpu_context(DOM, 0, &ctx).unwrap();
+    sim.guest_shutdown(DOM, SHUTDOWN_SUSPEND).unwrap();
+
+    let r = resume_slow(&sim, DOM).unwrap();
+    let pv = r.pv.unwrap();
+    assert_eq!(pv.guest_width, 4);
+    assert!(!pv.p2m_list);
+    assert_eq!(pv.p2m_size, 8);
+    assert_eq!(pv.store, (1, mfns[1]));
+    assert_eq!(pv.console, (2, mfns[2]));
+    let mut b = [0u8; 16];
+    sim.read_machine(DOM, &[Mfn(mfns[0])], 44, &mut b).unwrap();
+    assert_eq!(b[..4], u32s(&[mfns[1]])[..], "store_mfn, 4 bytes");
+    assert_eq!(b[4..8], [0; 4], "store_evtchn untouched");
+    assert_eq!(b[8..12], u32s(&[mfns[2]])[..], "console mfn, 4 bytes");
+    assert_eq!(sim.domain_info(DOM).unwrap().shutdown_reason(), None);
+}
