@@ -1,4 +1,5 @@
-//! Simulator throughput: extents per second by order, and a whole 1 TiB guest layout.
+//! Simulator throughput: extents per second by order, a whole 1 TiB guest layout, and a
+//! badly fragmented 4 TiB host.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use xg_ctrl::sim::{HostConfig, Simulator};
@@ -78,5 +79,42 @@ fn build_1tib(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, populate, build_1tib);
+/// A 4 TiB host without a whole 1 GiB frame and 64 whole 2 MiB frames per node (18.9
+/// million free chunks): created, then 64 Ki single pages taken on each node.
+fn fragmented_4tib(c: &mut Criterion) {
+    let mut cfg = HostConfig::uniform(4, 1 << 20, 8);
+    for n in &mut cfg.nodes {
+        n.free_1g = Some(0);
+        n.free_2m = Some(64);
+    }
+    let mut g = c.benchmark_group("fragmented_4tib_host");
+    g.bench_function("create", |b| {
+        b.iter(|| Simulator::new(&cfg).expect("host"));
+    });
+    let gfns: Vec<Gfn> = (0..65536).map(Gfn).collect();
+    g.throughput(Throughput::Elements(65536));
+    g.bench_function("64Ki_pages", |b| {
+        b.iter_batched(
+            || {
+                let sim = Simulator::new(&cfg).expect("host");
+                sim.create_domain(DOM, &DomainConfig::default())
+                    .expect("domain");
+                sim.set_max_mem(DOM, u64::from(u32::MAX) * 4)
+                    .expect("max_mem");
+                sim
+            },
+            |sim| {
+                let done = sim
+                    .populate_physmap(DOM, PageOrder::ORDER_4K, MemFlags::NONE, &gfns)
+                    .expect("populate");
+                assert_eq!(done, gfns.len());
+                sim
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    g.finish();
+}
+
+criterion_group!(benches, populate, build_1tib, fragmented_4tib);
 criterion_main!(benches);
