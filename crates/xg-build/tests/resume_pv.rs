@@ -150,37 +150,31 @@ fn a_suspended_pv_guest_gets_its_frames_back_and_runs() {
     }
 }
 
+/// The C library's text of `errno`, as xenguest prints it.
+fn strerror(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    text.split(" (os error").next().unwrap().to_owned()
+}
+
 /// The step each call of the resume belongs to, as xenguest's error line names it.
 fn expected_line(op: &str, nth_read: usize, walk_reads: usize, errno: i32) -> String {
     let step = match op {
         "domain_info" => {
             return format!(
                 "xenguest: xc_domain_resume: [1] Could not get domain info ({errno} = {})\n",
-                std::io::Error::from_raw_os_error(errno)
-                    .to_string()
-                    .split(" (os error")
-                    .next()
-                    .unwrap()
+                strerror(errno)
             )
         }
         "address_size" => {
             return format!(
                 "xenguest: xc_domain_resume: [1] Could not get domain width ({errno} = {})\n",
-                std::io::Error::from_raw_os_error(errno)
-                    .to_string()
-                    .split(" (os error")
-                    .next()
-                    .unwrap()
+                strerror(errno)
             )
         }
         "resume_domain" => {
             return format!(
                 "xenguest: xc_domain_resume: [{errno}] {}\n",
-                std::io::Error::from_raw_os_error(errno)
-                    .to_string()
-                    .split(" (os error")
-                    .next()
-                    .unwrap()
+                strerror(errno)
             )
         }
         "read_machine" if nth_read == 1 => "Couldn't map shared info",
