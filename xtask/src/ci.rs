@@ -19,6 +19,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     // cargo xtask dist: rpmbuild and rpm -qlp; groff renders the man page in its test.
     "rpm",
     "groff-base",
+    // xg-guest tests/kernel_lzo.rs: lzo bzImage payloads made by the real tool.
+    "lzop",
 ];
 
 /// Packages the main job can use: Debian's hvmloader lives in xen-utils-4.17.

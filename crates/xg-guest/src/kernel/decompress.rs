@@ -4,9 +4,11 @@
 //! Every decoder writes into a [`CappedSink`], so a hostile image cannot make us allocate
 //! more than the cap (`/mh/limits/pv-kernel-max_size`, else 1 GiB) whatever its headers
 //! claim. Crates: `flate2` (gzip), `liblzma` (xz with BCJ filters, legacy lzma), `ruzstd` (zstd),
-//! `lz4_flex` (the blocks of the kernel's legacy lz4 framing). LZO and bzip2 payloads are
-//! refused with their own error: no maintained pure-Rust decoder exists for the lzop
-//! framing the kernel uses, and bzip2 was not asked for.
+//! `lz4_flex` (the blocks of the kernel's legacy lz4 framing), `lzo` (the LZO1X blocks of
+//! the lzop container, which [`super::lzop`] reads as libxenguest does). bzip2 payloads
+//! are refused with their own error: libxenguest decodes them only when built with
+//! libbz2. (Debian's libxenguest 4.17 links neither libbz2 nor liblzo2, so it refuses
+//! bzip2 and lzo kernels alike; upstream builds with liblzo2 accept lzo.)
 
 use std::io::{self, Read, Write};
 
@@ -28,7 +30,7 @@ pub enum Compression {
     Zstd,
     /// The kernel's legacy lz4 framing (`02 21 4c 18`).
     Lz4,
-    /// lzop (`89 4c 5a 4f`): recognised, not supported.
+    /// lzop (`89 4c 5a 4f`).
     Lzo,
     /// bzip2 (`42 5a 68`): recognised, not supported.
     Bzip2,
@@ -108,6 +110,15 @@ impl Write for CappedSink {
 
 /// Decompresses `data` in format `format` into at most `cap` bytes.
 pub fn decompress(format: Compression, data: &[u8], cap: u64) -> Result<Vec<u8>, KernelError> {
+    if format == Compression::Lzo {
+        let out = super::lzop::decode(data, cap)?;
+        if out.is_empty() {
+            return Err(KernelError::EmptyPayload {
+                format: format.name(),
+            });
+        }
+        return Ok(out);
+    }
     let mut sink = CappedSink::new(cap);
     let result: Result<(), io::Error> = match format {
         Compression::Gzip => gunzip(data, &mut sink),
@@ -116,9 +127,10 @@ pub fn decompress(format: Compression, data: &[u8], cap: u64) -> Result<Vec<u8>,
         Compression::Zstd => unzstd(data, &mut sink),
         Compression::Lz4 => unlz4_legacy(data, &mut sink),
         Compression::Lzo | Compression::Bzip2 => {
+            // Lzo is decoded above.
             return Err(KernelError::UnsupportedCompression {
                 format: format.name(),
-            })
+            });
         }
     };
     match result {

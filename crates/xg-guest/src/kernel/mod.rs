@@ -2,8 +2,9 @@
 //! checks that make a hostile image a clear error before anything is built.
 //!
 //! * [`open_kernel`] turns the bytes of `-image` into an ELF: a plain ELF, a
-//!   gzip-compressed ELF, or a Linux bzImage whose payload is gzip, xz, lzma, zstd or lz4
-//!   compressed ([`decompress`]; lzo and bzip2 payloads are refused with their own error).
+//!   gzip-compressed ELF, or a Linux bzImage whose payload is gzip, xz, lzma, zstd, lz4 or
+//!   lzo compressed ([`decompress`], [`lzop`]; bzip2 payloads are refused with their own
+//!   error).
 //!   Sizes are capped before and while decompressing.
 //! * [`KernelElf::parse`] reads an ELF32 or ELF64 image with every offset, size and note
 //!   bounds-checked, and its Xen notes ([`notes::XenNotes`]).
@@ -16,6 +17,7 @@
 pub mod bzimage;
 pub mod decompress;
 pub mod elf;
+pub mod lzop;
 pub mod notes;
 pub mod pvh;
 pub mod test_kernel;
@@ -23,6 +25,85 @@ pub mod test_kernel;
 pub use decompress::{Compression, DECOMPRESS_MAX};
 pub use elf::{KernelElf, KernelLoadSegment, PvhKernel};
 pub use notes::XenNotes;
+
+/// What is wrong with an lzop container ([`KernelError::Lzo`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LzoProblem {
+    /// The data end inside a field.
+    #[error("truncated {what}")]
+    Truncated {
+        /// The field.
+        what: &'static str,
+    },
+    /// Not the 9-byte lzop magic.
+    #[error("bad magic")]
+    BadMagic,
+    /// A format version older than lzop's oldest (0x0900).
+    #[error("unsupported version {version:#06x}")]
+    BadVersion {
+        /// The version.
+        version: u16,
+    },
+    /// A method that is not LZO1X.
+    #[error("method {method} is not LZO1X")]
+    BadMethod {
+        /// The method byte.
+        method: u8,
+    },
+    /// The header announces a filter.
+    #[error("filters are not supported")]
+    Filter,
+    /// The header announces an extra field.
+    #[error("extra header fields are not supported")]
+    ExtraField,
+    /// Checksum flags other than one checksum of the decompressed data per block.
+    #[error("checksum flags {flags:#x} do not give one checksum per block")]
+    ChecksumFlags {
+        /// The header flags.
+        flags: u32,
+    },
+    /// A block larger than libxenguest's 64 MiB.
+    #[error("block of {dst_len} bytes is larger than 64 MiB")]
+    BlockTooLarge {
+        /// Decompressed length.
+        dst_len: u32,
+    },
+    /// A block with no compressed data.
+    #[error("empty compressed block")]
+    EmptyBlock,
+    /// Compressed length above the decompressed length.
+    #[error("compressed length {src_len} is above the block length {dst_len}")]
+    BlockExpands {
+        /// Compressed length.
+        src_len: u32,
+        /// Decompressed length.
+        dst_len: u32,
+    },
+    /// Compressed data beyond the end of the input.
+    #[error("block of {src_len} bytes runs past the {left} bytes left")]
+    BlockPastEnd {
+        /// Compressed length.
+        src_len: u32,
+        /// Bytes left in the input.
+        left: u64,
+    },
+    /// A block decoded to fewer bytes than its header says.
+    #[error("block decoded to {written} of its {dst_len} bytes")]
+    ShortBlock {
+        /// Decompressed length in the header.
+        dst_len: u32,
+        /// Bytes decoded.
+        written: u64,
+    },
+    /// The kernel's size trailer does not match the output.
+    #[error("size trailer says {trailer} bytes, the blocks gave {produced}")]
+    SizeTrailer {
+        /// The trailer.
+        trailer: u32,
+        /// Bytes decoded.
+        produced: u64,
+    },
+}
 
 /// Why a kernel image or module cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +181,25 @@ pub enum KernelError {
     EmptyPayload {
         /// Format name.
         format: &'static str,
+    },
+    /// An lzop container libxenguest would not decode, or that we refuse to misread.
+    #[error("Malformed lzo payload at byte {offset}: {problem}")]
+    Lzo {
+        /// Offset in the payload where the problem was found.
+        offset: u64,
+        /// What is wrong.
+        problem: LzoProblem,
+    },
+    /// An LZO1X block of an lzop payload does not decode.
+    #[error("Corrupt LZO1X data in lzo block {block} at byte {offset}")]
+    LzoBlock {
+        /// Block number, from 0.
+        block: u64,
+        /// Offset of the block's header in the payload.
+        offset: u64,
+        /// The decoder's error.
+        #[source]
+        source: lzo::Error,
     },
     /// Shorter than an ELF identification.
     #[error("Kernel of {len} bytes is too short for an ELF header")]
