@@ -22,6 +22,7 @@ pub const TARGETS: &[(&str, &str, &str)] = &[
     ("get_flags", "xg-build", "fuzz_platform"),
     ("pci_sysfs", "xg-build", "fuzz_platform"),
     ("elf_image", "xg-guest", "fuzz_elf"),
+    ("kernel_image", "xg-guest", "fuzz_elf"),
     ("host_toml", "xg-ctrl", "fuzz_host"),
     ("argv", "xenguest-cli", "fuzz_argv"),
 ];
