@@ -4,6 +4,7 @@ use std::io::Write;
 
 use xg_guest::kernel::bzimage::wrap_payload;
 use xg_guest::kernel::decompress::decompress;
+use xg_guest::kernel::lzop;
 use xg_guest::kernel::test_kernel::{note_bytes, test_pvh_kernel, Elf64Writer, TEST_KERNEL_BASE};
 use xg_guest::kernel::{
     notes, open_kernel, open_module, Compression, KernelElf, KernelError, KernelFormat,
@@ -135,6 +136,14 @@ fn every_accepted_format_gives_the_same_elf() {
             wrap_payload(&with_size_trailer(lz4_legacy(&elf), n)),
             KernelFormat::BzImage(Compression::Lz4),
         ),
+        (
+            wrap_payload(&with_size_trailer(lzop::write(&elf, 256 << 10), n)),
+            KernelFormat::BzImage(Compression::Lzo),
+        ),
+        (
+            wrap_payload(&lzop::write(&elf, 256)),
+            KernelFormat::BzImage(Compression::Lzo),
+        ),
     ];
     // The BCJ sample really has a filter lzma-rs cannot decode.
     assert!(lzma_rs::xz_decompress(&mut &xz_bcj(&elf)[..], &mut Vec::new()).is_err());
@@ -191,6 +200,10 @@ fn size_caps() {
         (Compression::Xz, xz(&vec![0u8; 1 << 20])),
         (Compression::Lzma, lzma(&vec![0u8; 1 << 20])),
         (Compression::Lz4, lz4_legacy(&vec![0u8; 1 << 20])),
+        (
+            Compression::Lzo,
+            lzop::write(&vec![0u8; 1 << 20], 256 << 10),
+        ),
     ] {
         assert!(
             matches!(
@@ -457,6 +470,7 @@ mod hostile {
             wrap_payload(&with_size_trailer(lz4_legacy(&elf), elf.len())),
             wrap_payload(&with_size_trailer(xz(&elf), elf.len())),
             wrap_payload(&with_size_trailer(xz_bcj(&elf), elf.len())),
+            wrap_payload(&with_size_trailer(lzop::write(&elf, 1024), elf.len())),
         ]
     }
 
@@ -467,7 +481,7 @@ mod hostile {
         /// panic, no allocation beyond the cap.
         #[test]
         fn corrupted_images_never_panic(
-            which in 0usize..7,
+            which in 0usize..8,
             edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
             cut in any::<usize>(),
         ) {
