@@ -1,9 +1,20 @@
 //! A domain's physical-to-machine map, kept as runs of equal extents so its size grows
 //! with the number of distinct populate calls, not with guest memory.
+//!
+//! Extents that cannot merge into one run (neighbours on different nodes) are stored as
+//! a [`Cycle`]: on a fragmented host meminit's 4 KiB extents go round-robin over the
+//! nodes and each node hands out frames at a fixed spacing (one piece of every broken
+//! 2 MiB frame, then two, ...), so the frames repeat a short pattern of lanes, each an
+//! arithmetic progression. A cycle is only storage: [`P2m::runs`] still yields one run
+//! per extent, exactly the runs of the plain map, so every lookup and listing is
+//! unchanged (`tests/sim_p2m.rs` checks it against the plain map).
+
+mod cycle;
 
 use std::collections::BTreeMap;
 
 use super::buddy::pages;
+use cycle::Cycle;
 
 /// What backs a run of extents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,10 +127,97 @@ pub fn aligned_chunks(from: u64, to: u64) -> impl Iterator<Item = (u64, u8)> {
     })
 }
 
-/// The p2m: runs keyed by their first gfn, never overlapping.
+/// One stored entry: a plain run, or extents that are each their own run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Run(Run),
+    Cycle(Cycle),
+}
+
+impl Entry {
+    fn pages(&self) -> u64 {
+        match self {
+            Entry::Run(r) => r.pages(),
+            Entry::Cycle(c) => c.pages(),
+        }
+    }
+
+    /// Runs of the plain map it stands for.
+    fn run_count(&self) -> u64 {
+        match self {
+            Entry::Run(_) => 1,
+            Entry::Cycle(c) => c.count(),
+        }
+    }
+
+    /// Run `k` of it, with its first gfn (`start` is the entry's).
+    fn run(&self, start: u64, k: u64) -> (u64, Run) {
+        match self {
+            Entry::Run(r) => (start, *r),
+            Entry::Cycle(c) => {
+                let (node, mfn) = c.extent(k);
+                (start + (k << c.order()), single(c.order(), node, mfn))
+            }
+        }
+    }
+}
+
+/// A run of one RAM extent.
+fn single(order: u8, node: u32, mfn: u64) -> Run {
+    Run {
+        count: 1,
+        order,
+        backing: Backing::Ram { node, mfn, step: 0 },
+    }
+}
+
+/// Extents `[k, k + count)` of cycle `c` as an entry.
+fn cycle_part(c: &Cycle, k: u64, count: u64) -> Entry {
+    if count == 1 {
+        let (node, mfn) = c.extent(k);
+        Entry::Run(single(c.order(), node, mfn))
+    } else {
+        Entry::Cycle(c.slice(k, count))
+    }
+}
+
+/// The runs of a [`P2m`] in gfn order.
+#[derive(Debug)]
+pub struct Runs<'a> {
+    entries: std::collections::btree_map::Iter<'a, u64, Entry>,
+    /// The entry being expanded and its next and end run.
+    current: Option<(u64, &'a Entry, u64, u64)>,
+}
+
+impl Iterator for Runs<'_> {
+    type Item = (u64, Run);
+
+    fn next(&mut self) -> Option<(u64, Run)> {
+        loop {
+            if let Some((start, e, k, n)) = &mut self.current {
+                if *k < *n {
+                    *k += 1;
+                    return Some(e.run(*start, *k - 1));
+                }
+            }
+            let (&start, e) = self.entries.next()?;
+            self.current = Some((start, e, 0, e.run_count()));
+        }
+    }
+
+    fn last(mut self) -> Option<(u64, Run)> {
+        if let Some((&start, e)) = self.entries.next_back() {
+            return Some(e.run(start, e.run_count() - 1));
+        }
+        let (start, e, k, n) = self.current?;
+        (k < n).then(|| e.run(start, n - 1))
+    }
+}
+
+/// The p2m: entries keyed by their first gfn, never overlapping.
 #[derive(Debug, Clone, Default)]
 pub struct P2m {
-    runs: BTreeMap<u64, Run>,
+    entries: BTreeMap<u64, Entry>,
     ram_pages: u64,
     pod_pages: u64,
 }
@@ -135,23 +233,38 @@ impl P2m {
         self.pod_pages
     }
 
-    /// All runs in gfn order.
-    pub fn runs(&self) -> impl Iterator<Item = (u64, &Run)> {
-        self.runs.iter().map(|(&g, r)| (g, r))
+    /// All runs in gfn order, as the plain map of runs would hold them.
+    pub fn runs(&self) -> Runs<'_> {
+        Runs {
+            entries: self.entries.iter(),
+            current: None,
+        }
     }
 
+    /// Entries stored (at most the number of runs).
+    pub fn stored_entries(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The run containing `gfn`, with its first gfn.
     fn containing(&self, gfn: u64) -> Option<(u64, Run)> {
-        let (&start, run) = self.runs.range(..=gfn).next_back()?;
-        (gfn < start + run.pages()).then_some((start, *run))
+        let (&start, e) = self.entries.range(..=gfn).next_back()?;
+        if gfn >= start + e.pages() {
+            return None;
+        }
+        Some(match e {
+            Entry::Run(r) => (start, *r),
+            Entry::Cycle(c) => e.run(start, (gfn - start) >> c.order()),
+        })
     }
 
     /// Whether any frame of `[gfn, gfn + count)` is mapped.
     pub fn overlaps(&self, gfn: u64, count: u64) -> bool {
         let end = gfn.saturating_add(count);
-        self.runs
+        self.entries
             .range(..end)
             .next_back()
-            .is_some_and(|(&s, r)| s + r.pages() > gfn)
+            .is_some_and(|(&s, e)| s + e.pages() > gfn)
     }
 
     /// What frame `gfn` is.
@@ -170,60 +283,145 @@ impl P2m {
         }
     }
 
-    /// Maps an extent of RAM (the caller checked [`P2m::overlaps`]).
+    /// Maps an extent of RAM (the caller checked [`P2m::overlaps`]). It joins the run
+    /// before it when the plain map would merge them; otherwise it is a run of its own,
+    /// stored in a cycle with its predecessors when they are single extents.
     pub fn insert_ram(&mut self, gfn: u64, order: u8, node: u32, mfn: u64) {
         self.ram_pages += pages(order);
-        if let Some((&s, prev)) = self.runs.range_mut(..gfn).next_back() {
-            if s + prev.pages() == gfn && prev.order == order {
-                if let Backing::Ram {
-                    node: pn,
-                    mfn: pm,
-                    step,
-                } = &mut prev.backing
-                {
-                    if *pn == node {
-                        let delta = i64::try_from(mfn).ok().zip(i64::try_from(*pm).ok());
-                        if prev.count == 1 {
-                            if let Some((m, p)) = delta {
-                                *step = m - p;
-                                prev.count = 2;
-                                return;
-                            }
-                        } else if prev.mfn_of(prev.count) == Some(mfn) {
-                            prev.count += 1;
-                            return;
-                        }
+        let Some((&s, prev)) = self.entries.range_mut(..gfn).next_back() else {
+            self.entries
+                .insert(gfn, Entry::Run(single(order, node, mfn)));
+            return;
+        };
+        if s + prev.pages() != gfn {
+            self.entries
+                .insert(gfn, Entry::Run(single(order, node, mfn)));
+            return;
+        }
+        match prev {
+            Entry::Run(run) if run.order == order => {
+                if Self::merge(run, node, mfn) {
+                    return;
+                }
+                if run.count == 1 {
+                    if let Backing::Ram {
+                        node: pn, mfn: pm, ..
+                    } = run.backing
+                    {
+                        *prev = Entry::Cycle(Cycle::pair(order, (pn, pm), (node, mfn)));
+                        return;
                     }
                 }
             }
+            Entry::Cycle(c) if c.order() == order => {
+                let last_gfn = gfn - pages(order);
+                let (ln, lm) = c.extent(c.count() - 1);
+                let mut last = single(order, ln, lm);
+                if Self::merge(&mut last, node, mfn) {
+                    // The plain map grows the last extent's run: it leaves the cycle.
+                    if c.count() == 2 {
+                        let (fnode, fmfn) = c.extent(0);
+                        *prev = Entry::Run(single(order, fnode, fmfn));
+                    } else {
+                        c.pop();
+                    }
+                    self.entries.insert(last_gfn, Entry::Run(last));
+                    return;
+                }
+                if c.push(node, mfn) {
+                    return;
+                }
+            }
+            _ => {}
         }
-        self.runs.insert(
-            gfn,
-            Run {
-                count: 1,
-                order,
-                backing: Backing::Ram { node, mfn, step: 0 },
-            },
-        );
+        self.entries
+            .insert(gfn, Entry::Run(single(order, node, mfn)));
+    }
+
+    /// Extends RAM run `prev` by the extent `(node, mfn)` as the plain map does.
+    fn merge(prev: &mut Run, node: u32, mfn: u64) -> bool {
+        let Backing::Ram {
+            node: pn,
+            mfn: pm,
+            step,
+        } = &mut prev.backing
+        else {
+            return false;
+        };
+        if *pn != node {
+            return false;
+        }
+        if prev.count == 1 {
+            let delta = i64::try_from(mfn).ok().zip(i64::try_from(*pm).ok());
+            if let Some((m, p)) = delta {
+                *step = m - p;
+                prev.count = 2;
+                return true;
+            }
+            false
+        } else if prev.mfn_of(prev.count) == Some(mfn) {
+            prev.count += 1;
+            true
+        } else {
+            false
+        }
     }
 
     /// Marks an extent populate-on-demand (the caller checked [`P2m::overlaps`]).
     pub fn insert_pod(&mut self, gfn: u64, order: u8) {
         self.pod_pages += pages(order);
-        if let Some((&s, prev)) = self.runs.range_mut(..gfn).next_back() {
+        if let Some((&s, Entry::Run(prev))) = self.entries.range_mut(..gfn).next_back() {
             if s + prev.pages() == gfn && prev.order == order && prev.backing == Backing::Pod {
                 prev.count += 1;
                 return;
             }
         }
-        self.runs.insert(
+        self.entries.insert(
             gfn,
-            Run {
+            Entry::Run(Run {
                 count: 1,
                 order,
                 backing: Backing::Pod,
-            },
+            }),
         );
+    }
+
+    /// Stores the extents of cycles that meet `[from, to)` as plain runs, so that
+    /// [`P2m::remove`] can cut them as it cuts any run.
+    fn open_cycles(&mut self, from: u64, to: u64) {
+        let mut cur = from;
+        while cur < to {
+            let Some((&s, e)) = self.entries.range(..=cur).next_back() else {
+                return;
+            };
+            let end = s + e.pages();
+            if end <= cur {
+                return;
+            }
+            if let Entry::Cycle(c) = e {
+                let c = c.clone();
+                let first = (cur - s) >> c.order();
+                let last = ((to.min(end) - 1 - s) >> c.order()).min(c.count() - 1);
+                self.entries.remove(&s);
+                if first > 0 {
+                    self.entries.insert(s, cycle_part(&c, 0, first));
+                }
+                for k in first..=last {
+                    let (node, mfn) = c.extent(k);
+                    self.entries.insert(
+                        s + (k << c.order()),
+                        Entry::Run(single(c.order(), node, mfn)),
+                    );
+                }
+                if last + 1 < c.count() {
+                    self.entries.insert(
+                        s + ((last + 1) << c.order()),
+                        cycle_part(&c, last + 1, c.count() - last - 1),
+                    );
+                }
+            }
+            cur = end;
+        }
     }
 
     /// Unmaps `[gfn, gfn + count)` if every frame of it is mapped; returns what to free.
@@ -235,21 +433,22 @@ impl P2m {
             let (s, r) = self.containing(cur)?;
             cur = s + r.pages();
         }
+        self.open_cycles(gfn, end);
         let mut out = Vec::new();
         cur = gfn;
         while cur < end {
             let (s, r) = self.containing(cur)?;
-            self.runs.remove(&s);
+            self.entries.remove(&s);
             let rem_end = end.min(s + r.pages());
             let first = (cur - s) >> r.order;
             let last = (rem_end - 1 - s) >> r.order;
             if first > 0 {
-                self.runs.insert(s, r.sub_run(0, first));
+                self.entries.insert(s, Entry::Run(r.sub_run(0, first)));
             }
             if last + 1 < r.count {
                 let after = s + ((last + 1) << r.order);
-                self.runs
-                    .insert(after, r.sub_run(last + 1, r.count - last - 1));
+                self.entries
+                    .insert(after, Entry::Run(r.sub_run(last + 1, r.count - last - 1)));
             }
             for k in first..=last {
                 let ks = s + (k << r.order);
@@ -287,29 +486,18 @@ impl P2m {
             Backing::Ram { node, mfn, .. } => {
                 for (m, order) in aligned_chunks(mfn + (from - ks), mfn + (to - ks)) {
                     let g = ks + (m - mfn);
-                    self.runs.insert(
-                        g,
-                        Run {
-                            count: 1,
-                            order,
-                            backing: Backing::Ram {
-                                node,
-                                mfn: m,
-                                step: 0,
-                            },
-                        },
-                    );
+                    self.entries.insert(g, Entry::Run(single(order, node, m)));
                 }
             }
             Backing::Pod => {
                 for (g, order) in aligned_chunks(from, to) {
-                    self.runs.insert(
+                    self.entries.insert(
                         g,
-                        Run {
+                        Entry::Run(Run {
                             count: 1,
                             order,
                             backing: Backing::Pod,
-                        },
+                        }),
                     );
                 }
             }
