@@ -4,10 +4,10 @@
 
 #[path = "../../../fuzz/targets/elf_image.rs"]
 mod elf_image;
-#[path = "../../../fuzz/targets/kernel_image.rs"]
-mod kernel_image;
 #[path = "../../../fuzz/harness.rs"]
 mod harness;
+#[path = "../../../fuzz/targets/kernel_image.rs"]
+mod kernel_image;
 
 #[global_allocator]
 static ALLOC: harness::CountingAlloc = harness::CountingAlloc;
