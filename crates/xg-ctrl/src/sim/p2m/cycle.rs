@@ -96,13 +96,12 @@ impl Cycle {
             self.count += 1;
             return true;
         }
-        let total = self.count + 1;
-        if total > REFIT_BELOW {
+        let first = self.lanes.len() + 1;
+        if self.count + 1 > REFIT_BELOW || first > MAX_LANES {
             return false;
         }
         let mut seq: Vec<(u32, u64)> = (0..self.count).map(|k| self.extent(k)).collect();
         seq.push((node, mfn));
-        let first = self.lanes.len() + 1;
         for n in first..=MAX_LANES.min(seq.len()) {
             if let Some(c) = Cycle::fit(self.order, &seq, n) {
                 *self = c;
