@@ -2,8 +2,8 @@
 //! with the number of distinct populate calls, not with guest memory.
 //!
 //! Extents that cannot merge into one run (neighbours on different nodes) are stored as
-//! a [`Cycle`]: on a fragmented host meminit's 4 KiB extents go round-robin over the
-//! nodes and each node hands out frames at a fixed spacing (one piece of every broken
+//! a `Cycle` (submodule `cycle`): on a fragmented host meminit's 4 KiB extents go
+//! round-robin over the nodes and each node hands out frames at a fixed spacing (one piece of every broken
 //! 2 MiB frame, then two, ...), so the frames repeat a short pattern of lanes, each an
 //! arithmetic progression. A cycle is only storage: [`P2m::runs`] still yields one run
 //! per extent, exactly the runs of the plain map, so every lookup and listing is
