@@ -24,7 +24,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use crate::dist::target_dir;
-use crate::util::{cargo, ensure_debian_packages, run, workspace_root};
+use crate::util::{cargo, ensure_debian_packages, run, stdout_of, workspace_root};
 
 /// One line of the report.
 #[derive(Debug, Clone)]
@@ -124,16 +124,6 @@ pub fn run_cmd(args: &[String]) -> Result<()> {
         target.join("bench-report.json").display()
     );
     Ok(())
-}
-
-/// stdout of a command that must succeed.
-fn stdout_of(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("Starting {cmd:?} failed"))?;
-    ensure!(out.status.success(), "{cmd:?} failed with {}", out.status);
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn num(v: &Value, key: &str) -> Result<f64> {

@@ -27,7 +27,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::util::{cargo, ensure_debian_packages, run, workspace_root};
+use crate::util::{cargo, ensure_debian_packages, run, stdout_of, workspace_root};
 
 /// The package version: the workspace's.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -198,15 +198,6 @@ fn release_binary(layout: &Layout) -> Result<PathBuf> {
     Ok(bin)
 }
 
-fn output_of(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("Starting {cmd:?} failed"))?;
-    ensure!(out.status.success(), "{cmd:?} failed with {}", out.status);
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn staged(stage: &Path, abs: &str) -> PathBuf {
     stage.join(abs.trim_start_matches('/'))
 }
@@ -242,7 +233,7 @@ fn stage_tree(layout: &Layout, bin: &Path, stage: &Path) -> Result<Vec<String>> 
     files.push(bin_path.clone());
 
     // The man page comes from the staged binary itself: the same option table as --help.
-    let man = output_of(Command::new(staged(stage, &bin_path)).arg("--man"))?;
+    let man = stdout_of(Command::new(staged(stage, &bin_path)).arg("--man"))?;
     ensure!(
         man.contains(".TH XENGUEST 1"),
         "xenguest --man printed no man page"
@@ -306,7 +297,7 @@ fn source_date_epoch() -> String {
 }
 
 fn machine_arch() -> Result<String> {
-    Ok(output_of(Command::new("uname").arg("-m"))?
+    Ok(stdout_of(Command::new("uname").arg("-m"))?
         .trim()
         .to_owned())
 }
@@ -375,7 +366,7 @@ fn deb(
     out: &Path,
     epoch: &str,
 ) -> Result<PathBuf> {
-    let arch = output_of(Command::new("dpkg").arg("--print-architecture"))?
+    let arch = stdout_of(Command::new("dpkg").arg("--print-architecture"))?
         .trim()
         .to_owned();
     let work = out.join("deb");
@@ -391,7 +382,7 @@ fn deb(
     for f in files {
         let p = staged(&root, f);
         bytes += fs::metadata(&p)?.len();
-        let sum = output_of(Command::new("md5sum").arg(&p))?;
+        let sum = stdout_of(Command::new("md5sum").arg(&p))?;
         let hash = sum
             .split_whitespace()
             .next()
@@ -525,7 +516,7 @@ pub fn ci_check() -> Result<()> {
     ensure!(!Path::new(&bin).exists(), "dpkg -r left {bin} behind");
 
     let rpm = a.rpm.as_ref().context("no RPM was built")?;
-    let listed = output_of(Command::new("rpm").arg("-qlp").arg(rpm))?;
+    let listed = stdout_of(Command::new("rpm").arg("-qlp").arg(rpm))?;
     let listed: BTreeSet<&str> = listed.lines().collect();
     let expected: BTreeSet<&str> = a
         .files
@@ -538,7 +529,7 @@ pub fn ci_check() -> Result<()> {
         "rpm -qlp lists {listed:?}, expected {expected:?}"
     );
 
-    let tar = output_of(Command::new("tar").arg("-tzf").arg(&a.tarball))?;
+    let tar = stdout_of(Command::new("tar").arg("-tzf").arg(&a.tarball))?;
     for f in &a.files {
         ensure!(
             tar.lines().any(|l| l.ends_with(f.as_str())),
@@ -552,11 +543,11 @@ pub fn ci_check() -> Result<()> {
 
 fn check_installed(layout: &Layout, a: &Artifacts) -> Result<()> {
     let bin = format!("{}/xenguest", layout.bindir);
-    let listed = output_of(Command::new("dpkg").args(["-L", "xenguest"]))?;
+    let listed = stdout_of(Command::new("dpkg").args(["-L", "xenguest"]))?;
     for f in &a.files {
         ensure!(listed.lines().any(|l| l == f), "dpkg -L xenguest lacks {f}");
     }
-    let help = output_of(Command::new(&bin).arg("--help"))?;
+    let help = stdout_of(Command::new(&bin).arg("--help"))?;
     ensure!(
         help.starts_with("xenguest: the Xen domain builder") && help.contains("-mem_max_mib M"),
         "{bin} --help printed:\n{help}"
@@ -579,7 +570,7 @@ fn check_installed(layout: &Layout, a: &Artifacts) -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     if Command::new("man").arg("--version").output().is_ok() {
-        let page = output_of(Command::new("man").args(["-w", "xenguest"]))?;
+        let page = stdout_of(Command::new("man").args(["-w", "xenguest"]))?;
         ensure!(
             page.trim() == format!("{}/man1/xenguest.1.gz", layout.mandir),
             "man -w xenguest found {page:?}"

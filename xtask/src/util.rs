@@ -1,9 +1,9 @@
 //! Small helpers: running commands, locating the workspace, installing Debian packages.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 /// The workspace root (the parent of xtask's manifest directory).
 pub fn workspace_root() -> PathBuf {
@@ -21,6 +21,16 @@ pub fn run(cmd: &mut Command) -> Result<()> {
         bail!("{cmd:?} failed with {status}");
     }
     Ok(())
+}
+
+/// The standard output of `cmd`, which must succeed (its stderr passes through).
+pub fn stdout_of(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("Starting {cmd:?} failed"))?;
+    ensure!(out.status.success(), "{cmd:?} failed with {}", out.status);
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `cargo` as invoked by the user (honours `$CARGO`).

@@ -349,10 +349,7 @@ fn build<H: Hypervisor + ?Sized>(
     req.force = a.force;
     req.pci_passthrough.clone_from(&a.pci_passthrough);
     req.mem_pnode = n.mem_pnode;
-    req.strategy = match a.populate {
-        Populate::Compat => Strategy::Compat,
-        Populate::Batched => Strategy::Batched,
-    };
+    req.strategy = strategy(a);
     let out = xg_build::build_hvm(hv, store, &pci_host(a, hv), &req)
         .map_err(|e| build_error_lines(&e))?;
 
@@ -469,6 +466,14 @@ fn kernel_image(
     }
 }
 
+/// `--populate` as the builds take it.
+fn strategy(a: &Args) -> Strategy {
+    match a.populate {
+        Populate::Compat => Strategy::Compat,
+        Populate::Batched => Strategy::Batched,
+    }
+}
+
 fn file_error(func: &str, path: &str, e: &std::io::Error) -> Lines {
     let errno = e.raw_os_error().unwrap_or(libc::EIO);
     log::error!("Reading {path} failed: {e}");
@@ -516,10 +521,7 @@ fn pvh_run<H: Hypervisor + ?Sized>(
     req.console_domid = n.console_domid;
     req.force = a.force;
     req.pci_passthrough.clone_from(&a.pci_passthrough);
-    req.strategy = match a.populate {
-        Populate::Compat => Strategy::Compat,
-        Populate::Batched => Strategy::Batched,
-    };
+    req.strategy = strategy(a);
     let out = xg_build::build_pvh(hv, store, &req).map_err(|e| build_error_lines(&e))?;
     log::info!(
         "PVH guest d{} built in {:?}: kernel {:?} entry {:#x}, {} module(s)",

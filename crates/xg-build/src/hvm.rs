@@ -299,9 +299,28 @@ pub(crate) fn set_platform_params<H: Hypervisor + ?Sized>(
     })
 }
 
+/// `xc_domain_set_time_offset` with `platform/timeoffset` (truncated, with a warning,
+/// when it does not fit); returns the offset set. The last step of HVM and PVH params.
+pub(crate) fn set_time_offset<H: Hypervisor + ?Sized>(
+    hv: &H,
+    domid: DomId,
+    flags: &Flags,
+) -> Result<i32, BuildError> {
+    let time_offset = truncated_time_offset(flags);
+    if i64::from(time_offset) != flags.timeoffset {
+        log::warn!(
+            "WARNING: platform key platform/timeoffset={}: too large for the hypercall, truncated to {time_offset}",
+            flags.timeoffset
+        );
+    }
+    hv.set_time_offset(domid, time_offset)
+        .map_err(|e| BuildError::xen(Step::SetParams, e))?;
+    Ok(time_offset)
+}
+
 /// `platform/timeoffset` as `xc_domain_set_time_offset` takes it: an int32_t, so the
 /// int64 is truncated.
-pub(crate) fn truncated_time_offset(flags: &Flags) -> i32 {
+fn truncated_time_offset(flags: &Flags) -> i32 {
     let low = u32::try_from(u64::from_ne_bytes(flags.timeoffset.to_ne_bytes()) & 0xFFFF_FFFF)
         .unwrap_or(0);
     i32::from_ne_bytes(low.to_ne_bytes())
@@ -334,7 +353,6 @@ pub fn set_params<H: Hypervisor + ?Sized>(
     domid: DomId,
     flags: &Flags,
 ) -> Result<ParamsOutcome, BuildError> {
-    let params_err = |e: xg_ctrl::Error| BuildError::xen(Step::SetParams, e);
     let apic = u8::from_ne_bytes([flags.apic.to_ne_bytes()[0]]);
     let nr_vcpus = u32::try_from(flags.vcpus.max(0)).unwrap_or(0);
     let current = u32::try_from(flags.vcpus_current.clamp(0, flags::HVM_MAX_VCPUS)).unwrap_or(0);
@@ -345,14 +363,7 @@ pub fn set_params<H: Hypervisor + ?Sized>(
         hpet,
         x87_fip_width: x87,
     } = set_platform_params(hv, domid, flags)?;
-    let time_offset = truncated_time_offset(flags);
-    if i64::from(time_offset) != flags.timeoffset {
-        log::warn!(
-            "WARNING: platform key platform/timeoffset={}: too large for the hypercall, truncated to {time_offset}",
-            flags.timeoffset
-        );
-    }
-    hv.set_time_offset(domid, time_offset).map_err(params_err)?;
+    let time_offset = set_time_offset(hv, domid, flags)?;
     Ok(ParamsOutcome {
         hvm_info,
         viridian,

@@ -47,7 +47,7 @@ use crate::error::{BuildError, Step};
 use crate::flags::Flags;
 use crate::hvm::{
     commit_xenstore, construct_cpuid, domain_flags, guest_error, set_platform_params,
-    truncated_time_offset, PlatformParams, Timer,
+    set_time_offset, PlatformParams, Timer,
 };
 use crate::mem;
 use crate::safety;
@@ -378,20 +378,12 @@ pub fn set_params<H: Hypervisor + ?Sized>(
     domid: DomId,
     flags: &Flags,
 ) -> Result<PvhParams, BuildError> {
-    let params_err = |e: xg_ctrl::Error| BuildError::xen(Step::SetParams, e);
     let PlatformParams {
         viridian,
         hpet,
         x87_fip_width: x87,
     } = set_platform_params(hv, domid, flags)?;
-    let time_offset = truncated_time_offset(flags);
-    if i64::from(time_offset) != flags.timeoffset {
-        log::warn!(
-            "WARNING: platform key platform/timeoffset={}: too large for the hypercall, truncated to {time_offset}",
-            flags.timeoffset
-        );
-    }
-    hv.set_time_offset(domid, time_offset).map_err(params_err)?;
+    let time_offset = set_time_offset(hv, domid, flags)?;
     Ok(PvhParams {
         viridian,
         hpet,
